@@ -1,0 +1,57 @@
+# Two entry points for a fresh machine (see README): `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+
+# Tests, benchmarks and `models fetch` find ../shared through this setting.
+export EMOTION_SHARED_DIR ?= $(abspath $(SHARED))
+# Keep tool caches in the build tree, not in $HOME.
+export npm_config_cache := $(CURDIR)/.cache/npm
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/.cache/jsii
+export CDK_HOME := $(CURDIR)/.cache/cdk
+export XDG_CACHE_HOME := $(CURDIR)/.cache
+
+.PHONY: setup setup-test models run test lint bench clean
+
+# Runtime install: the service and the CLI.
+$(BIN)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Everything the tests need: dev tools, CDK libs, torch (CPU wheel), Chromium, the CDK CLI.
+$(BIN)/.test: $(BIN)/.runtime
+	$(BIN)/pip install -q -e '.[dev,infra,train]'
+	touch $@
+
+setup: $(BIN)/.runtime models
+
+models: $(BIN)/.runtime
+	$(BIN)/emotion models fetch --from $(SHARED)/models
+
+system-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@[ -x node_modules/.bin/cdk ] || npm ci --no-audit --no-fund --loglevel=error
+
+setup-test: $(BIN)/.test models system-deps
+
+run: setup
+	$(BIN)/emotion serve
+
+test: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(BIN)/.test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/emotion bench
+
+clean:
+	rm -rf $(VENV) .models .cache cdk.out node_modules test-artifacts

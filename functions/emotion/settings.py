@@ -1,0 +1,61 @@
+"""Process-wide settings (pydantic-settings). Env names (EMOTION_*) are shared with infra/."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_model_dir() -> Path:
+    # Inside the environment the CLI was installed into (e.g. .venv/share), never the home folder.
+    return Path(sys.prefix) / "share" / "emotion-models"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; read from EMOTION_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="EMOTION_", extra="ignore")
+
+    # Models
+    model_dir: Path = Field(default_factory=_default_model_dir)
+    classifier: str = "mobilefacenet"
+    providers: str = "CPUExecutionProvider"  # comma list; requested ∩ available, CPU last resort
+    intra_op_threads: int = 0  # 0 = onnxruntime default (all cores)
+
+    # Detection
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
+    min_face: int = 0  # minimum face side in input pixels; smaller faces are dropped
+    max_faces: int = 100
+    detect_max_side: int = 1280  # images are downscaled to this longest side for detection
+
+    # Input limits
+    max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding
+    max_body_bytes: int = 6_000_000  # Lambda's synchronous payload is 6 MB
+    max_side: int = 20_000
+
+    # Shared dev data (tests, benchmarks, `models fetch --from`)
+    shared_dir: Path = Path("../shared")
+
+    # HTTP API
+    api_key: str | None = None  # when set, the app itself requires x-api-key (self-hosting)
+
+    # Storage / jobs
+    storage: Literal["local", "s3"] = "local"
+    data_dir: Path = Path(".emotion-data")  # local storage root
+    inputs_bucket: str = ""
+    results_bucket: str = ""
+    max_upload_bytes: int = 500_000_000
+    upload_expires_s: int = 900
+    video_fps: float = 5.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, built once; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()
