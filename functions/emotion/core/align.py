@@ -1,0 +1,46 @@
+"""Face alignment and cropping for the classifiers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# ArcFace 112x112 template for the 5 YuNet landmarks (right eye, left eye, nose, mouth right, mouth left):
+# the one the OpenCV-zoo MobileFaceNet FER model was trained with (facial_fer_model.py).
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+
+
+def similarity_to_template(landmarks: np.ndarray, template: np.ndarray = ARCFACE_112) -> np.ndarray:
+    """2x3 matrix mapping image landmarks onto the template (4-DOF non-reflective similarity).
+
+    Fitted by least squares from template to landmarks and then inverted, the way upstream does it;
+    ``cv2.estimateAffinePartial2D`` gives different (robust-fit) results and is deliberately not used.
+    """
+    x, y = template[:, 0], template[:, 1]
+    ones, zeros = np.ones_like(x), np.zeros_like(x)
+    # u = a*x + b*y + tx ; v = -b*x + a*y + ty
+    design = np.vstack([np.column_stack([x, y, ones, zeros]), np.column_stack([y, -x, zeros, ones])])
+    target = np.concatenate([landmarks[:, 0], landmarks[:, 1]]).astype(np.float64)
+    (a, b, tx, ty), *_ = np.linalg.lstsq(design, target, rcond=None)
+    template_to_image = np.array([[a, b, tx], [-b, a, ty]], dtype=np.float64)
+    return cv2.invertAffineTransform(template_to_image)
+
+
+def align_face(bgr: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+    """The face warped onto the 112x112 template (BGR uint8)."""
+    return cv2.warpAffine(bgr, similarity_to_template(landmarks), (size, size))
+
+
+def crop_box(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
+    """The box (x, y, w, h) grown by ``margin`` of its size on each side, clipped to the image."""
+    x, y, w, h = (float(v) for v in box[:4])
+    x0 = int(round(max(0.0, x - margin * w)))
+    y0 = int(round(max(0.0, y - margin * h)))
+    x1 = int(round(min(image.shape[1], x + w + margin * w)))
+    y1 = int(round(min(image.shape[0], y + h + margin * h)))
+    if x1 <= x0 or y1 <= y0:  # degenerate box: fall back to the whole image rather than an empty crop
+        return image
+    return image[y0:y1, x0:x1]

@@ -1,0 +1,98 @@
+"""Emotion classifiers: one class per preprocessing scheme, labels mapped onto the shared vocabulary."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from emotion.core.align import align_face, crop_box
+from emotion.core.vocabulary import canonical_emotion
+from model.manifest import ModelSpec
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class EmotionClassifier(ABC):
+    """preprocess (faces → batch) / infer (one session.run) / postprocess (→ probabilities)."""
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession):
+        self.spec = spec
+        self.session = session
+        self.labels = [canonical_emotion(label) for label in spec.labels]
+        model_input = session.get_inputs()[0]
+        self._input_name = model_input.name
+        # The staged MobileFaceNet has batch fixed at 1; a graph with a symbolic batch takes all faces at once.
+        self._fixed_batch = isinstance(model_input.shape[0], int)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @abstractmethod
+    def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
+        """One face (a YuNet row: box, 5 landmarks, score) → one network input without the batch axis."""
+
+    def preprocess(self, bgr: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        return np.stack([self.preprocess_face(bgr, face) for face in faces]).astype(np.float32, copy=False)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._fixed_batch and len(batch) > 1:
+            parts = [self.session.run(None, {self._input_name: batch[i : i + 1]})[0] for i in range(len(batch))]
+            return np.concatenate(parts)
+        return self.session.run(None, {self._input_name: batch})[0]
+
+    def postprocess(self, raw: np.ndarray) -> np.ndarray:
+        raw = raw.astype(np.float64).reshape(len(raw), -1)[:, : len(self.labels)]
+        probs = softmax(raw) if self.spec.output == "logits" else raw / raw.sum(axis=1, keepdims=True)
+        return probs
+
+    def classify(self, bgr: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """(N, len(labels)) probabilities for the N faces, all in one batch."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)))
+        return self.postprocess(self.infer(self.preprocess(bgr, faces)))
+
+
+class AlignedRGB112(EmotionClassifier):
+    """OpenCV-zoo MobileFaceNet: 5-point similarity alignment to 112x112, RGB, [-1, 1], NCHW."""
+
+    def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
+        aligned = align_face(bgr, face[4:14].reshape(5, 2))
+        rgb = cv2.cvtColor(aligned, cv2.COLOR_BGR2RGB).astype(np.float32)
+        return ((rgb / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+
+
+class CropGray(EmotionClassifier):
+    """Grayscale box crop with a margin, resized, scaled to [-1, 1] (mini-Xception: 64x64 NHWC)."""
+
+    size = 64
+    margin = 0.1  # YuNet boxes are tighter than the Haar boxes upstream expanded by (20, 40) px
+    channels_last = True
+
+    def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
+        crop = crop_box(bgr, face[:4], self.margin)
+        gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        resized = cv2.resize(gray, (self.size, self.size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        scaled = (resized / 255.0 - 0.5) * 2.0
+        return scaled[:, :, None] if self.channels_last else scaled[None, :, :]
+
+
+PREPROCESSORS: dict[str, type[EmotionClassifier]] = {
+    "align112_rgb_pm1": AlignedRGB112,
+    "crop_gray64_pm1": CropGray,
+}
+
+
+def classifier_for(spec: ModelSpec, session: ort.InferenceSession) -> EmotionClassifier:
+    try:
+        cls = PREPROCESSORS[spec.preprocessing]
+    except KeyError as exc:
+        raise ValueError(f"model {spec.name}: unknown preprocessing {spec.preprocessing!r}") from exc
+    return cls(spec, session)

@@ -1,0 +1,153 @@
+"""The engine: detector + classifier loaded once per process, and the per-image analysis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emotion.core.classifiers import EmotionClassifier, classifier_for
+from emotion.core.detector import YuNetDetector
+from emotion.core.errors import BadParameter, ModelUnavailable
+from emotion.core.imageio import decode_image
+from emotion.core.results import AnalysisResult, Box, Face, ImageSize, Landmarks, ModelsUsed
+from emotion.core.runtime import create_session, resolve_providers
+from emotion.settings import get_settings
+from model.manifest import ModelSpec, load_manifest, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    score_threshold: float = 0.6
+    min_face: int = 0
+    max_faces: int = 100
+    max_side: int = 1280
+
+
+def verified_model_path(spec: ModelSpec, model_dir: Path) -> Path:
+    """The model file in ``model_dir``, checked against the manifest's size and sha256."""
+    path = model_dir / spec.file
+    if not path.is_file():
+        raise ModelUnavailable(
+            f"model {spec.name} is missing from {model_dir}; run `emotion models fetch` (or set EMOTION_MODEL_DIR)"
+        )
+    if path.stat().st_size != spec.size or sha256_file(path) != spec.sha256:
+        raise ModelUnavailable(f"model file {path} fails its sha256 check; run `emotion models fetch` again")
+    return path
+
+
+class Engine:
+    """Decode → detect → align/crop → classify all faces in one batch → :class:`AnalysisResult`."""
+
+    def __init__(self, detector: YuNetDetector, detector_version: str, classifier: EmotionClassifier):
+        self.detector = detector
+        self.detector_version = detector_version
+        self.classifier = classifier
+
+    def analyze_bytes(self, data: bytes, options: DetectOptions, max_pixels: int, max_side: int) -> AnalysisResult:
+        start = time.perf_counter()
+        bgr = decode_image(data, max_pixels=max_pixels, max_side=max_side)
+        decode_ms = (time.perf_counter() - start) * 1000
+        result = self.analyze_array(bgr, options)
+        result.timings_ms["decode"] = round(decode_ms, 2)
+        result.timings_ms["total"] = round((time.perf_counter() - start) * 1000, 2)
+        return result
+
+    def detect(self, bgr: np.ndarray, options: DetectOptions) -> np.ndarray:
+        faces = self.detector.detect(bgr, options.max_side)
+        faces = faces[faces[:, 14] >= options.score_threshold]
+        if options.min_face:
+            faces = faces[np.minimum(faces[:, 2], faces[:, 3]) >= options.min_face]
+        return faces[: options.max_faces]
+
+    def analyze_array(self, bgr: np.ndarray, options: DetectOptions) -> AnalysisResult:
+        t0 = time.perf_counter()
+        faces = self.detect(bgr, options)
+        t1 = time.perf_counter()
+        probs = self.classifier.classify(bgr, faces)
+        t2 = time.perf_counter()
+        height, width = bgr.shape[:2]
+        return AnalysisResult(
+            image=ImageSize(width=width, height=height),
+            faces=[self._face(row, p, width, height) for row, p in zip(faces, probs, strict=True)],
+            models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
+            timings_ms={
+                "decode": 0.0,
+                "detect": round((t1 - t0) * 1000, 2),
+                "classify": round((t2 - t1) * 1000, 2),
+                "total": round((t2 - t0) * 1000, 2),
+            },
+        )
+
+    def _face(self, row: np.ndarray, probs: np.ndarray, width: int, height: int) -> Face:
+        x0, y0 = max(0, int(round(row[0]))), max(0, int(round(row[1])))
+        x1, y1 = min(width, int(round(row[0] + row[2]))), min(height, int(round(row[1] + row[3])))
+        points = [(round(float(row[i]), 1), round(float(row[i + 1]), 1)) for i in range(4, 14, 2)]
+        emotions = {label: float(p) for label, p in zip(self.classifier.labels, probs, strict=True)}
+        return Face(
+            box=Box(x=x0, y=y0, width=max(0, x1 - x0), height=max(0, y1 - y0)),
+            confidence=round(float(row[14]), 4),
+            landmarks=Landmarks(
+                right_eye=points[0], left_eye=points[1], nose=points[2], mouth_right=points[3], mouth_left=points[4]
+            ),
+            emotions=dict(sorted(emotions.items(), key=lambda kv: -kv[1])),
+            dominant_emotion=max(emotions, key=emotions.__getitem__),
+        )
+
+
+def classifier_names() -> list[str]:
+    return load_manifest().names("classifier")
+
+
+@lru_cache(maxsize=4)
+def get_engine(classifier: str | None = None) -> Engine:
+    """The process's engine for a classifier, built once (sessions are never created per request)."""
+    settings = get_settings()
+    manifest = load_manifest()
+    name = classifier or settings.classifier
+    if name not in classifier_names():
+        raise BadParameter(f"unknown classifier {name!r}; choose one of {', '.join(classifier_names())}")
+    cv2.setNumThreads(settings.intra_op_threads if settings.intra_op_threads > 0 else -1)
+    providers = resolve_providers(settings.providers)
+    det_spec = manifest.get(manifest.default_detector)
+    detector = YuNetDetector(
+        verified_model_path(det_spec, settings.model_dir), settings.score_threshold, settings.nms_threshold
+    )
+    spec = manifest.get(name)
+    session = create_session(verified_model_path(spec, settings.model_dir), providers, settings.intra_op_threads)
+    log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
+    return Engine(detector, det_spec.version, classifier_for(spec, session))
+
+
+def default_options(
+    min_face: int | None = None, max_faces: int | None = None, score_threshold: float | None = None
+) -> DetectOptions:
+    """Detection options from settings, with per-request overrides validated."""
+    s = get_settings()
+    options = DetectOptions(
+        score_threshold=s.score_threshold if score_threshold is None else score_threshold,
+        min_face=s.min_face if min_face is None else min_face,
+        max_faces=s.max_faces if max_faces is None else max_faces,
+        max_side=s.detect_max_side,
+    )
+    if not 0.0 <= options.score_threshold <= 1.0:
+        raise BadParameter("score_threshold must be between 0 and 1")
+    if options.min_face < 0 or options.max_faces < 1:
+        raise BadParameter("min_face must be >= 0 and max_faces >= 1")
+    return options
+
+
+def analyze(
+    data: bytes, classifier: str | None = None, min_face: int | None = None, max_faces: int | None = None
+) -> AnalysisResult:
+    """Analyse one encoded image with the process's cached engine."""
+    settings = get_settings()
+    engine = get_engine(classifier)
+    return engine.analyze_bytes(data, default_options(min_face, max_faces), settings.max_pixels, settings.max_side)

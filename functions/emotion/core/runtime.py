@@ -1,0 +1,40 @@
+"""ONNX Runtime sessions: execution providers = requested ∩ available (CPU last), created once per process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+
+
+def resolve_providers(requested: str | list[str]) -> list[str]:
+    """Keep the requested providers this onnxruntime build has, in order; CPU is always the last resort."""
+    wanted = [p.strip() for p in requested.split(",")] if isinstance(requested, str) else list(requested)
+    wanted = [p for p in wanted if p]
+    available = set(ort.get_available_providers())
+    chosen = [p for p in wanted if p in available]
+    missing = [p for p in wanted if p not in available]
+    if CPU not in chosen:
+        chosen.append(CPU)
+    if missing:
+        log.warning("execution providers %s are not available here; using %s", missing, chosen)
+    else:
+        log.info("execution providers: %s", chosen)
+    return chosen
+
+
+def create_session(model: Path | bytes, providers: list[str], threads: int = 0) -> ort.InferenceSession:
+    """One inference session; ``threads`` = 0 lets onnxruntime use every core."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=providers)

@@ -1,0 +1,1 @@
+"""Model tooling: the manifest, fetching and verification, evaluation, benchmarking, training, export."""

@@ -1,0 +1,76 @@
+"""The model manifest (``model/manifest.json``): which ONNX files exist, how to verify and feed them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class InputSpec(BaseModel):
+    name: str
+    shape: list[str]
+    dtype: str = "float32"
+    layout: Literal["NCHW", "NHWC"]
+    color: Literal["BGR", "RGB", "GRAY"]
+
+
+class ModelSpec(BaseModel):
+    """One model file: identity, integrity and how to feed it."""
+
+    name: str
+    version: str
+    role: Literal["detector", "classifier"]
+    file: str
+    size: int
+    sha256: str
+    urls: list[str] = Field(default_factory=list)
+    licence: str
+    input: InputSpec
+    labels: list[str] = Field(default_factory=list)
+    output: Literal["logits", "probabilities"] | None = None
+    preprocessing: str
+    notes: str = ""
+    # Shipped inside the project (e.g. our own trained model) rather than fetched from a URL.
+    bundled: bool = False
+
+
+class Manifest(BaseModel):
+    version: int
+    models: list[ModelSpec]
+    default_detector: str
+    default_classifier: str
+
+    def get(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def names(self, role: str) -> list[str]:
+        return [m.name for m in self.models if m.role == role]
+
+
+@lru_cache(maxsize=1)
+def load_manifest() -> Manifest:
+    """The manifest shipped with the package (parsed once per process)."""
+    text = (resources.files("model") / "manifest.json").read_text(encoding="utf-8")
+    return Manifest.model_validate(json.loads(text))
+
+
+def bundled_path(spec: ModelSpec) -> Path:
+    """Where a model shipped inside the ``model`` package lives."""
+    return Path(str(resources.files("model") / spec.file))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
