@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.derived import build_derived
 from model.manifest import ModelSpec, bundled_path, load_manifest, sha256_file
 
 log = logging.getLogger(__name__)
@@ -113,5 +114,10 @@ def fetch_models(
     """Fetch every model of the manifest (or just ``names``) into ``dest_dir``."""
     manifest = load_manifest()
     wanted = list(names) if names else [m.name for m in manifest.models]
-    return [fetch_one(manifest.get(name), dest_dir, source_dir, timeout) for name in wanted]
+    results = []
+    for name in wanted:
+        spec = manifest.get(name)
+        results.append(fetch_one(spec, dest_dir, source_dir, timeout))
+        build_derived(spec, dest_dir)
+    return results
 

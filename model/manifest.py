@@ -36,6 +36,8 @@ class ModelSpec(BaseModel):
     output: Literal["logits", "probabilities"] | None = None
     preprocessing: str
     notes: str = ""
+    # A transform applied at fetch time (model/derived.py), e.g. "dynamic_hw" for YuNet.
+    derive: str | None = None
     # Shipped inside the project (e.g. our own trained model) rather than fetched from a URL.
     bundled: bool = False
 

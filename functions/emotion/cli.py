@@ -53,9 +53,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from emotion.settings import get_settings
     from model.fetch import FetchError, fetch_models
     from model.manifest import load_manifest
-    from emotion.settings import get_settings
 
     settings = get_settings()
     if args.models_command == "list":

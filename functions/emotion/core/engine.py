@@ -18,6 +18,7 @@ from emotion.core.imageio import decode_image
 from emotion.core.results import AnalysisResult, Box, Face, ImageSize, Landmarks, ModelsUsed
 from emotion.core.runtime import create_session, resolve_providers
 from emotion.settings import get_settings
+from model.derived import verify_derived
 from model.manifest import ModelSpec, load_manifest, sha256_file
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,26 @@ class Engine:
         )
 
 
+def runnable_model_path(spec: ModelSpec, model_dir: Path) -> Path:
+    """The verified file to load: the fetch-time derived graph when the model has one."""
+    verified_model_path(spec, model_dir)
+    if not spec.derive:
+        return model_dir / spec.file
+    derived = verify_derived(spec, model_dir)
+    if derived is None:
+        raise ModelUnavailable(f"model {spec.name}: its derived graph is missing or stale; run `emotion models fetch`")
+    return derived
+
+
+def load_detector(score_threshold: float, nms_threshold: float, providers: list[str], threads: int) -> YuNetDetector:
+    """A YuNet detector on its own session (the engine's, or one with other thresholds for evaluation)."""
+    settings = get_settings()
+    manifest = load_manifest()
+    spec = manifest.get(manifest.default_detector)
+    session = create_session(runnable_model_path(spec, settings.model_dir), providers, threads)
+    return YuNetDetector(session, score_threshold, nms_threshold)
+
+
 def classifier_names() -> list[str]:
     return load_manifest().names("classifier")
 
@@ -117,11 +138,9 @@ def get_engine(classifier: str | None = None) -> Engine:
     cv2.setNumThreads(settings.intra_op_threads if settings.intra_op_threads > 0 else -1)
     providers = resolve_providers(settings.providers)
     det_spec = manifest.get(manifest.default_detector)
-    detector = YuNetDetector(
-        verified_model_path(det_spec, settings.model_dir), settings.score_threshold, settings.nms_threshold
-    )
+    detector = load_detector(settings.score_threshold, settings.nms_threshold, providers, settings.intra_op_threads)
     spec = manifest.get(name)
-    session = create_session(verified_model_path(spec, settings.model_dir), providers, settings.intra_op_threads)
+    session = create_session(runnable_model_path(spec, settings.model_dir), providers, settings.intra_op_threads)
     log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
     return Engine(detector, det_spec.version, classifier_for(spec, session))
 
