@@ -48,7 +48,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from emotion import __version__
 from emotion.core.annotate import annotate
-from emotion.core.engine import classifier_names, default_options, get_engine
+from emotion.core.engine import Engine, classifier_names, default_options, get_engine
 from emotion.core.errors import BadParameter, EmotionError, ImageTooLarge, UnsupportedMediaType
 from emotion.core.imageio import decode_image, encode_image
 from emotion.core.results import AnalysisResult, ErrorResponse
@@ -317,9 +317,15 @@ def _classifier(value: Enum | None) -> str | None:
     return None if value is None else str(value.value)
 
 
+def engine_for(classifier: str | None) -> Engine:
+    """The cached engine, always keyed by the resolved classifier name (``get_engine()`` and
+    ``get_engine(None)`` are different lru_cache keys and would build two engines)."""
+    return get_engine(classifier or get_settings().classifier)
+
+
 def _analyze(data: bytes, classifier: str | None, min_face: int | None, max_faces: int | None) -> AnalysisResult:
     settings = get_settings()
-    engine = get_engine(classifier)
+    engine = engine_for(classifier)
     options = default_options(min_face, max_faces)
     return engine.analyze_bytes(data, options, settings.max_pixels, settings.max_side)
 
@@ -328,7 +334,7 @@ def _annotate(
     data: bytes, classifier: str | None, min_face: int | None, max_faces: int | None, fmt: str
 ) -> tuple[bytes, int]:
     settings = get_settings()
-    engine = get_engine(classifier)
+    engine = engine_for(classifier)
     options = default_options(min_face, max_faces)
     bgr = decode_image(data, max_pixels=settings.max_pixels, max_side=settings.max_side)
     result = engine.analyze_array(bgr, options)
@@ -338,7 +344,7 @@ def _annotate(
 def warm_up() -> None:
     """Build the default engine and run it once, so the first request is as fast as the rest."""
     try:
-        engine = get_engine()
+        engine = engine_for(None)
         engine.analyze_array(np.zeros((64, 64, 3), dtype=np.uint8), default_options())
     except EmotionError as exc:
         log.warning("engine not ready at start-up (%s); requests will answer %s", exc.message, exc.status)

@@ -266,7 +266,7 @@
   els.cameraButton.addEventListener("click", async () => {
     clearError();
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      showError("This browser cannot use a webcam here (it needs a secure https:// page or localhost).");
+      showError("This browser cannot use a webcam here (it needs a secure HTTPS page or localhost).");
       return;
     }
     try {
