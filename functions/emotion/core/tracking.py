@@ -46,6 +46,7 @@ class Track:
     rows: list[np.ndarray] = field(default_factory=list)
     missed: bool = False  # not matched on the latest processed frame
     id: int = 0  # public id, 1..N in order of confirmation (0 while tentative)
+    score_sum: float = 0.0  # sum of detector scores, for the mean
 
     def predict(self, t_ms: float) -> np.ndarray:
         """The box expected at ``t_ms``: position moved at constant velocity, size kept."""
@@ -69,12 +70,13 @@ class FaceTracker:
     (0 while its track is tentative: seen on fewer than ``min_hits`` frames).
     """
 
-    def __init__(self, iou_threshold: float = 0.25, max_gap_ms: float = 1000.0, max_centre_shift: float = 0.6,
-                 min_hits: int = 2):
+    def __init__(self, iou_threshold: float = 0.25, max_gap_ms: float = 1000.0, max_centre_shift: float = 1.0,
+                 min_hits: int = 2, min_track_score: float = 0.7):
         self.iou_threshold = iou_threshold
         self.max_gap_ms = max_gap_ms
         self.max_centre_shift = max_centre_shift  # in face widths, for the motion fallback
         self.min_hits = min_hits
+        self.min_track_score = min_track_score  # mean detector score a track needs to be reported
         self.active: list[Track] = []
         self.closed: list[Track] = []
         self._next_id = 1
@@ -90,8 +92,7 @@ class FaceTracker:
         self.active = still
 
         boxes = faces[:, :4].astype(np.float64) if len(faces) else np.zeros((0, 4))
-        predicted = np.array([t.predict(t_ms) for t in self.active]) if self.active else np.zeros((0, 4))
-        score = self._affinity(predicted, boxes)
+        score = self._affinity(self.active, t_ms, boxes)
         assigned: list[int] = [-1] * len(boxes)
         used_tracks: set[int] = set()
         if score.size:
@@ -112,17 +113,19 @@ class FaceTracker:
                 dt = t_ms - track.last_ms
                 if dt > 0:
                     measured = (boxes[di] - track.box) / dt
-                    track.velocity = 0.5 * track.velocity + 0.5 * measured if track.hits > 1 else measured
+                    track.velocity = 0.7 * track.velocity + 0.3 * measured if track.hits > 1 else 0.5 * measured
                 track.box = boxes[di]
                 track.last_ms = t_ms
                 track.hits += 1
                 track.missed = False
                 track.rows.append(row)
+                track.score_sum += float(faces[di, 14])
             else:
-                track = Track(key=self._next_key, box=boxes[di], first_ms=t_ms, last_ms=t_ms, rows=[row])
+                track = Track(key=self._next_key, box=boxes[di], first_ms=t_ms, last_ms=t_ms, rows=[row],
+                              score_sum=float(faces[di, 14]))
                 self._next_key += 1
                 self.active.append(track)
-            if not track.id and track.hits >= self.min_hits:
+            if not track.id and track.hits >= self.min_hits and self._score(track) >= self.min_track_score:
                 self._confirm(track)
             matched.append(track)
         seen = {t.key for t in matched}
@@ -130,35 +133,53 @@ class FaceTracker:
             track.missed = track.key not in seen
         return [t.id for t in matched]
 
+    @staticmethod
+    def _score(track: Track) -> float:
+        return track.score_sum / max(1, track.hits)
+
+    def cut(self) -> None:
+        """A shot change: every active track ends here (a box in the next shot is someone else)."""
+        self.closed.extend(self.active)
+        self.active = []
+
     def _confirm(self, track: Track) -> None:
         track.id = self._next_id
         self._next_id += 1
 
-    def _affinity(self, predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Pair scores > 0 for admissible (track, detection) pairs: IoU, else a smaller motion score."""
-        iou = iou_matrix(predicted, boxes)
-        if iou.size == 0:
-            return iou
-        pc = predicted[:, :2] + predicted[:, 2:] / 2
-        dc = boxes[:, :2] + boxes[:, 2:] / 2
-        size = np.maximum(predicted[:, 2:3], 1.0)
-        shift = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / size
-        ratio = boxes[None, :, 2] / size
-        similar = (ratio > 0.6) & (ratio < 1.6)
-        motion = np.where((shift < self.max_centre_shift) & similar, 0.1 * (1 - shift / self.max_centre_shift), 0.0)
-        return np.where(iou >= self.iou_threshold, iou + 1.0, motion)
+    def _affinity(self, tracks: list[Track], t_ms: float, boxes: np.ndarray) -> np.ndarray:
+        """Pair scores > 0 for admissible (track, detection) pairs: IoU (+1), else a smaller motion score.
+
+        Each track is compared at its last box and at its motion-predicted box, whichever fits better:
+        walking heads bob, so the velocity alone is a noisy guide.
+        """
+        if not tracks or len(boxes) == 0:
+            return np.zeros((len(tracks), len(boxes)))
+        scores = []
+        for reference in (np.array([t.box for t in tracks]), np.array([t.predict(t_ms) for t in tracks])):
+            iou = iou_matrix(reference, boxes)
+            size = np.maximum(reference[:, 2:3], 1.0)
+            rc = reference[:, :2] + reference[:, 2:] / 2
+            dc = boxes[:, :2] + boxes[:, 2:] / 2
+            shift = np.linalg.norm(rc[:, None, :] - dc[None, :, :], axis=2) / size
+            ratio = boxes[None, :, 2] / size
+            near = (shift < self.max_centre_shift) & (ratio > 0.6) & (ratio < 1.6)
+            motion = np.where(near, 0.5 * (1 - shift / self.max_centre_shift), 0.0)
+            scores.append(np.where(iou >= self.iou_threshold, iou + 1.0, motion))
+        return np.maximum(scores[0], scores[1])
 
     def visible(self) -> list[Track]:
         """Confirmed tracks matched on the latest processed frame (what an annotated frame shows)."""
         return [t for t in self.active if not t.missed and t.id]
 
     def finish(self) -> list[Track]:
-        """Every track, ordered by first appearance; tracks seen on fewer than ``min_hits`` frames are dropped
-        (single-frame false detections) unless the video had fewer processed frames than that."""
+        """The confirmed tracks by id. Tracks seen on fewer than ``min_hits`` frames (single-frame false
+        detections; the rule is relaxed when the video had fewer processed frames) or with a mean detector
+        score under ``min_track_score`` (persistent look-alikes: emblems, posters) are dropped."""
         tracks = self.closed + self.active
         self.closed, self.active = [], []
         need = min(self.min_hits, self.frames)
-        kept = sorted((t for t in tracks if t.hits >= need), key=lambda t: (t.first_ms, t.key))
+        kept = sorted((t for t in tracks if t.id or (t.hits >= need and self._score(t) >= self.min_track_score)),
+                      key=lambda t: (t.first_ms, t.key))
         for track in kept:  # short videos: tracks confirmed only now get the next ids
             if not track.id:
                 self._confirm(track)

@@ -48,6 +48,7 @@ class VideoInfo(BaseModel):
     frames_read: int = Field(description="frames decoded from the stream")
     frames_processed: int = Field(description="frames that went through detection and classification")
     frames_corrupt: int = Field(description="frames that could not be decoded and were skipped")
+    shot_changes: int = Field(0, description="hard cuts detected between processed frames (tracks end at a cut)")
 
 
 class TimelinePoint(BaseModel):
@@ -99,6 +100,7 @@ class VideoOptions:
     iou_threshold: float = 0.25
     max_gap_ms: float = 1000.0  # a track survives this long without a detection
     min_hits: int = 2  # tracks seen on fewer processed frames are dropped (single false detections)
+    min_track_score: float = 0.7  # tracks whose mean detector score is lower are dropped (look-alikes)
     max_consecutive_errors: int = 50  # undecodable frames in a row before the rest of the stream is given up
 
 
@@ -174,7 +176,10 @@ class VideoAnalyzer:
         step_ms = None if opts.fps is None else 1000.0 / opts.fps
         frame_ms = 1000.0 / src_fps
 
-        tracker = FaceTracker(opts.iou_threshold, opts.max_gap_ms, min_hits=opts.min_hits)
+        tracker = FaceTracker(opts.iou_threshold, opts.max_gap_ms, min_hits=opts.min_hits,
+                              min_track_score=opts.min_track_score)
+        shots = ShotChangeDetector()
+        self.cuts = 0
         timer = _Timer()
         writer: cv2.VideoWriter | None = None
         pending: list[_Pending] = []
@@ -195,7 +200,7 @@ class VideoAnalyzer:
             nonlocal writer, processed, with_faces
             sampled = [p for p in pending if p.sampled]
             processed += len(sampled)
-            with_faces += self._process(sampled, tracker, timer, pending, annotate_path is not None)
+            with_faces += self._process(sampled, tracker, shots, timer, pending, annotate_path is not None)
             if annotate_path is not None:
                 t = time.perf_counter()
                 for item in pending:
@@ -269,7 +274,7 @@ class VideoAnalyzer:
         info = VideoInfo(
             width=width, height=height, fps=round(src_fps, 3), frame_count=declared or read + corrupt,
             duration_ms=round(last_t + frame_ms, 1), codec=codec, sample_fps=opts.fps, frames_read=read,
-            frames_processed=processed, frames_corrupt=corrupt,
+            frames_processed=processed, frames_corrupt=corrupt, shot_changes=self.cuts,
         )
         if corrupt:
             log.warning("video: %d undecodable frames skipped", corrupt)
@@ -282,8 +287,8 @@ class VideoAnalyzer:
             frames_per_second=round(processed / max(total_ms / 1000, 1e-9), 2),
         )
 
-    def _process(self, sampled: list[_Pending], tracker: FaceTracker, timer: _Timer, pending: list[_Pending],
-                 annotating: bool) -> int:
+    def _process(self, sampled: list[_Pending], tracker: FaceTracker, shots: ShotChangeDetector, timer: _Timer,
+                 pending: list[_Pending], annotating: bool) -> int:
         """Detect on the sampled frames, classify all their faces in one batch, update the tracker in time
         order, and draw the tracks on the pending frames when annotating. Returns frames with faces."""
         classifier = self.engine.classifier
@@ -308,6 +313,9 @@ class VideoAnalyzer:
                 t = time.perf_counter()
                 faces, probs = per_frame[item.index]
                 with_faces += bool(len(faces))
+                if item.frame is not None and shots.is_cut(item.frame):
+                    tracker.cut()
+                    self.cuts += 1
                 tracker.update(item.t_ms, item.index, faces, probs)
                 timer.add("track", t)
             if annotating and item.frame is not None:
@@ -330,6 +338,35 @@ class VideoAnalyzer:
         if (frame.shape[1], frame.shape[0]) != size:
             return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         return frame
+
+
+class ShotChangeDetector:
+    """Hard cuts between consecutive processed frames, from tiny thumbnails.
+
+    A cut needs both a colour change (HSV histogram correlation under ``min_correlation``) and a layout
+    change (mean absolute difference of 16x9 grey thumbnails over ``min_difference`` grey levels); either
+    alone also fires on pans and fast motion. Tracks end at a cut: after one, a face at the same place is
+    usually somebody else.
+    """
+
+    def __init__(self, min_correlation: float = 0.9, min_difference: float = 18.0):
+        self.min_correlation = min_correlation
+        self.min_difference = min_difference
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def is_cut(self, frame: np.ndarray) -> bool:
+        small = cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256])
+        hist = cv2.normalize(hist, hist).flatten()
+        grey = cv2.cvtColor(cv2.resize(small, (16, 9), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        grey = grey.astype(np.float32)
+        previous, self._previous = self._previous, (hist, grey)
+        if previous is None:
+            return False
+        correlation = float(cv2.compareHist(previous[0], hist, cv2.HISTCMP_CORREL))
+        difference = float(np.abs(previous[1] - grey).mean())
+        return correlation < self.min_correlation and difference > self.min_difference
 
 
 def _draw_tracks(frame: np.ndarray, tracker: FaceTracker, t_ms: float, labels: list[str]) -> None:

@@ -1,0 +1,92 @@
+"""FaceTracker: ids stable across frames, short misses survived, long gaps and cuts end tracks."""
+
+from __future__ import annotations
+
+import numpy as np
+from emotion.core.tracking import FaceTracker, iou_matrix
+
+LABELS = 3
+
+
+def rows(*boxes: tuple[float, float, float, float], score: float = 0.9) -> np.ndarray:
+    out = np.zeros((len(boxes), 15), dtype=np.float32)
+    for i, box in enumerate(boxes):
+        out[i, :4] = box
+        out[i, 14] = score
+    return out
+
+
+def probs(n: int) -> np.ndarray:
+    return np.full((n, LABELS), 1.0 / LABELS)
+
+
+def test_iou_matrix() -> None:
+    a = np.array([[0, 0, 10, 10]], dtype=float)
+    b = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5]], dtype=float)
+    assert np.allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_two_moving_faces_keep_their_ids() -> None:
+    tracker = FaceTracker()
+    seen = []
+    for step in range(10):
+        t = step * 200.0
+        faces = rows((100 + 8 * step, 100, 60, 60), (400 - 8 * step, 120, 50, 50))
+        seen.append(tracker.update(t, step, faces, probs(2)))
+    assert seen[0] == [0, 0]  # tentative until seen twice
+    assert all(ids == [1, 2] for ids in seen[1:])
+    tracks = tracker.finish()
+    assert [t.id for t in tracks] == [1, 2]
+    assert all(t.hits == 10 for t in tracks)
+    times = [float(r[0]) for r in tracks[0].rows]
+    assert times == sorted(times)
+
+
+def test_short_miss_survives_long_gap_ends() -> None:
+    tracker = FaceTracker(max_gap_ms=1000)
+    box = (100, 100, 60, 60)
+    tracker.update(0, 0, rows(box), probs(1))
+    tracker.update(200, 1, rows(box), probs(1))
+    tracker.update(400, 2, rows(), probs(0))  # missed
+    assert tracker.visible() == []
+    assert tracker.update(800, 3, rows(box), probs(1)) == [1]  # back within the gap: same id
+    assert tracker.update(2500, 4, rows(box), probs(1)) == [0]  # after the gap: a new track
+    tracker.update(2700, 5, rows(box), probs(1))
+    assert [t.id for t in tracker.finish()] == [1, 2]
+
+
+def test_fast_motion_is_followed_and_crossing_faces_do_not_merge() -> None:
+    tracker = FaceTracker()
+    # A face that jumps 40% of its width per frame (no IoU overlap with the raw previous box at times).
+    for step in range(6):
+        tracker.update(step * 200.0, step, rows((100 + 45 * step, 200, 80, 80)), probs(1))
+    assert len(tracker.finish()) == 1
+
+
+def test_single_frame_and_low_score_detections_are_dropped() -> None:
+    tracker = FaceTracker(min_hits=2, min_track_score=0.7)
+    for step in range(5):
+        faces = np.concatenate([rows((100, 100, 60, 60)), rows((500, 50, 20, 20), score=0.62)])
+        if step == 2:
+            faces = np.concatenate([faces, rows((300, 300, 40, 40))])  # a one-frame false positive
+        tracker.update(step * 200.0, step, faces, probs(len(faces)))
+    tracks = tracker.finish()
+    assert len(tracks) == 1 and tracks[0].hits == 5
+
+
+def test_cut_ends_every_track() -> None:
+    tracker = FaceTracker()
+    box = (100, 100, 60, 60)
+    tracker.update(0, 0, rows(box), probs(1))
+    tracker.update(200, 1, rows(box), probs(1))
+    tracker.cut()
+    tracker.update(400, 2, rows(box), probs(1))
+    tracker.update(600, 3, rows(box), probs(1))
+    assert [t.id for t in tracker.finish()] == [1, 2]
+
+
+def test_one_processed_frame_still_reports_its_faces() -> None:
+    tracker = FaceTracker(min_hits=2)
+    tracker.update(0, 0, rows((10, 10, 30, 30), (100, 10, 30, 30)), probs(2))
+    assert [t.id for t in tracker.finish()] == [1, 2]
