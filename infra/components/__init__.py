@@ -1,0 +1,1 @@
+"""Constructs that make up the emotion service stack."""

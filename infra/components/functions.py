@@ -1,0 +1,273 @@
+"""The CPU container image and the two Lambda functions built from it (API and S3 trigger)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Stack, Validations
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.components.storage import Storage
+from infra.config import (
+    API_HANDLER,
+    IMAGE_MODEL_DIR,
+    JOBS_PREFIX,
+    RESULTS_PREFIX,
+    S3_TRIGGER_HANDLER,
+    UPLOADS_PREFIX,
+    Config,
+)
+
+#: The Docker build context of both images is the repository root (see .dockerignore).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_DOCKERFILE = "layers/Dockerfile"
+GPU_DOCKERFILE = "layers/gpu.Dockerfile"
+
+
+def service_environment(config: Config, storage: Storage, service: str) -> dict[str, str]:
+    """EMOTION_* settings shared by every function and job (names match functions/emotion/settings.py)."""
+    return {
+        "EMOTION_STORAGE": "s3",
+        "EMOTION_INPUTS_BUCKET": storage.inputs.bucket_name,
+        "EMOTION_RESULTS_BUCKET": storage.results.bucket_name,
+        "EMOTION_MODEL_DIR": IMAGE_MODEL_DIR,
+        "EMOTION_CLASSIFIER": config.classifier,
+        "EMOTION_MAX_UPLOAD_BYTES": str(config.max_upload_bytes),
+        "EMOTION_UPLOAD_EXPIRES_S": str(config.upload_expires_s),
+        "EMOTION_VIDEO_FPS": str(config.video_fps),
+        "POWERTOOLS_SERVICE_NAME": service,
+        "LOG_LEVEL": config.log_level,
+    }
+
+
+def job_grants(storage: Storage) -> list[tuple[s3.IBucket, str]]:
+    """The (bucket, prefix) pairs a worker touches."""
+    return [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)]
+
+
+def grant_job_access(grantee: iam.IGrantable, storage: Storage) -> None:
+    """What a worker (S3 trigger, Batch video job) may touch: read uploads, write results and job records."""
+    grant_prefixes(
+        grantee,
+        read=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)],
+        write=[(storage.results, RESULTS_PREFIX), (storage.results, JOBS_PREFIX)],
+        list_results=storage.results,
+    )
+
+
+def grant_prefixes(
+    grantee: iam.IGrantable,
+    *,
+    read: list[tuple[s3.IBucket, str]],
+    write: list[tuple[s3.IBucket, str]],
+    list_results: s3.IBucket | None = None,
+) -> None:
+    """Object-level S3 permissions limited to key prefixes (no bucket-wide wildcards, no deletes)."""
+    for bucket, prefix in read:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{prefix}*")])
+        )
+    for bucket, prefix in write:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{prefix}*")])
+        )
+    if list_results is not None:
+        # Lets HeadObject/GetObject on a missing job record answer 404 instead of 403.
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[list_results.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{JOBS_PREFIX}*", f"{RESULTS_PREFIX}*"]}},
+            )
+        )
+
+
+class Functions(Construct):
+    """API function and S3-trigger function, one container image, each with its own least-privilege role."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: Config, storage: Storage, trigger_suffixes: list[str]
+    ) -> None:
+        super().__init__(scope, construct_id)
+        arm = config.architecture == "arm64"
+        self.architecture = lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64
+        platform = ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
+
+        def code(handler: str) -> lambda_.DockerImageCode:
+            # Same directory + Dockerfile => one image asset; only the CMD (handler) differs.
+            return lambda_.DockerImageCode.from_image_asset(
+                str(REPO_ROOT), file=LAMBDA_DOCKERFILE, platform=platform, cmd=[handler]
+            )
+
+        # ---- API function -------------------------------------------------------------------------------
+        self.api_role = self._role("ApiRole", "Runs the emotion API function")
+        self.api_log_group = log_group(self, "ApiLogs", config)
+        self.api_function = lambda_.DockerImageFunction(
+            self,
+            "ApiFunction",
+            description="Emotion API (FastAPI behind Mangum): /v1/analyze, /v1/annotate, /v1/jobs, web page",
+            code=code(API_HANDLER),
+            architecture=self.architecture,
+            memory_size=config.api_memory_mb,
+            timeout=Duration.seconds(config.api_timeout_s),
+            reserved_concurrent_executions=config.api_reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.api_log_group,
+            role=self.api_role,
+            environment=service_environment(config, storage, "emotion-api"),
+        )
+        self.api_log_group.grant_write(self.api_role)
+        grant_prefixes(
+            self.api_role,
+            # Presigned POST uploads are signed with this role: it may only put under uploads/.
+            read=[(storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
+            write=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)],
+            list_results=storage.results,
+        )
+
+        # ---- S3 trigger function ------------------------------------------------------------------------
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "TriggerFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(self.dead_letter_queue).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is itself the on-failure destination (dead-letter queue) of the S3 trigger "
+                "function; a DLQ of a DLQ would only hide failures. Its depth is alarmed.",
+            )
+        )
+        self.trigger_role = self._role("TriggerRole", "Runs the emotion S3-trigger function")
+        self.trigger_log_group = log_group(self, "TriggerLogs", config)
+        self.trigger_function = lambda_.DockerImageFunction(
+            self,
+            "TriggerFunction",
+            description="Emotion S3 trigger: analyses objects created under uploads/ into results/ and jobs/",
+            code=code(S3_TRIGGER_HANDLER),
+            architecture=self.architecture,
+            memory_size=config.trigger_memory_mb,
+            timeout=Duration.seconds(config.trigger_timeout_s),
+            ephemeral_storage_size=Size.mebibytes(config.trigger_ephemeral_storage_mb),
+            reserved_concurrent_executions=config.trigger_reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.trigger_log_group,
+            role=self.trigger_role,
+            environment=service_environment(config, storage, "emotion-s3-trigger"),
+            retry_attempts=config.trigger_retry_attempts,
+            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+        )
+        self.trigger_log_group.grant_write(self.trigger_role)
+        grant_job_access(self.trigger_role, storage)
+
+        destination = s3n.LambdaDestination(self.trigger_function)
+        if trigger_suffixes:
+            # S3 suffix filters are case-sensitive: register lower- and upper-case spellings.
+            for suffix in _case_variants(trigger_suffixes):
+                storage.inputs.add_event_notification(
+                    s3.EventType.OBJECT_CREATED,
+                    destination,
+                    s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=suffix),
+                )
+        else:
+            storage.inputs.add_event_notification(
+                s3.EventType.OBJECT_CREATED, destination, s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX)
+            )
+
+        for role in (self.api_role, self.trigger_role):
+            _acknowledge_xray(role)
+        acknowledge_prefix_grants(
+            self.api_role,
+            [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
+        )
+        acknowledge_prefix_grants(self.trigger_role, job_grants(storage))
+
+    def _role(self, construct_id: str, description: str) -> iam.Role:
+        return iam.Role(
+            self,
+            construct_id,
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=description,
+        )
+
+
+_RETENTION = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1827: "FIVE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
+def log_group(scope: Construct, construct_id: str, config: Config) -> logs.LogGroup:
+    """A log group with the configured retention, removed on teardown when data is."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=retention(config.log_retention_days),
+        removal_policy=RemovalPolicy.DESTROY if config.destroy_data_on_teardown else RemovalPolicy.RETAIN,
+    )
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """CloudWatch Logs retention enum for a number of days (one of the values CloudWatch accepts)."""
+    if days not in _RETENTION:
+        raise ValueError(f"log_retention_days={days} is not one of {sorted(_RETENTION)}")
+    return getattr(logs.RetentionDays, _RETENTION[days])
+
+
+def _case_variants(suffixes: list[str]) -> list[str]:
+    seen: list[str] = []
+    for suffix in suffixes:
+        for variant in (suffix.lower(), suffix.upper()):
+            if variant not in seen:
+                seen.append(variant)
+    return seen
+
+
+def acknowledge_prefix_grants(grantee: iam.Role, grants: list[tuple[s3.IBucket, str]]) -> None:
+    """Acknowledge cdk-nag IAM5 for object ARNs that end in ``prefix/*``: the wildcard *is* the prefix scope."""
+    stack = Stack.of(grantee)
+    for bucket, prefix in grants:
+        logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))
+        Validations.of(grantee).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]",
+                reason=f"Object access limited to the {prefix} key prefix that this role owns; job and "
+                "upload ids are generated at run time, so the prefix is the narrowest static scope.",
+            )
+        )
+
+
+def _acknowledge_xray(role: iam.Role) -> None:
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not support "
+            "resource-level permissions.",
+        )
+    )
