@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     upload_expires_s: int = 900
     video_fps: float = 5.0
 
+    # Jobs (async processing)
+    job_inline_result_bytes: int = 256_000  # larger results are returned as a presigned result_url
+    job_max_attempts: int = 2  # deliveries that may start processing one upload (poison inputs end as failed)
+    job_stale_s: int = 900  # a job 'processing' for longer without an update is assumed crashed
+    job_url_expires_s: int = 3600  # presigned GETs for results and annotated output
+    lambda_video_max_bytes: int = 200_000_000  # larger videos are left to the Batch video job
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -1,0 +1,161 @@
+"""Jobs API: ``POST /v1/jobs``, ``GET /v1/jobs/{job_id}`` and, for the embedded mode, the local stand-ins for
+S3's presigned POST (``POST /v1/uploads``, same form fields) and presigned GET (``GET /v1/files/...``).
+
+The stand-ins carry their own HMAC signatures, so they are on ``public_router`` (no API key), and they
+answer 404 when storage is S3.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from emotion.core.errors import BadParameter, EmotionError
+from emotion.jobs import service
+from emotion.jobs.worker import embedded_worker, worker
+from emotion.settings import get_settings
+from emotion.storage import get_storage
+from emotion.storage.base import check_post_policy
+from emotion.storage.local import FILES_PATH, LOCAL_BUCKET, UPLOAD_PATH, LocalStorage
+
+
+class NotFound(EmotionError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(EmotionError):
+    code = "forbidden"
+    status = 403
+
+
+class JobRequest(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, examples=["clip.mp4"])
+    content_type: str = Field(min_length=1, max_length=100, examples=["video/mp4"])
+    size: int = Field(ge=1, description="bytes the client will upload", examples=[1_234_567])
+
+
+class PresignedPost(BaseModel):
+    url: str
+    fields: dict[str, str]
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    upload: PresignedPost
+    status_url: str
+    expires_in: int = Field(description="seconds the upload form stays valid (at most 900)")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    status: service.Status
+    progress: float = Field(ge=0, le=1)
+    created_at: str
+    updated_at: str
+    kind: str | None = None
+    filename: str | None = None
+    result: dict[str, Any] | None = Field(None, description="the analysis (image) or video result when small")
+    result_url: str | None = Field(None, description="presigned GET of result.json when too large to inline")
+    annotated_url: str | None = None
+    error: JobError | None = None
+
+
+router = APIRouter(tags=["jobs"])
+public_router = APIRouter(tags=["jobs"], include_in_schema=False)
+lifespan_hooks = [embedded_worker]
+body_limits: dict[str, int] = {UPLOAD_PATH: get_settings().max_upload_bytes + 64_000}
+
+JOB_ID_PATH = Path(description="32 lowercase hex characters")
+
+
+def _absolute(request: Request, url: str) -> str:
+    return str(request.base_url).rstrip("/") + url if url.startswith("/") else url
+
+
+@router.post("/v1/jobs", status_code=201, response_model=JobCreated, summary="Create a job and get an upload form")
+async def create_job(body: JobRequest, request: Request) -> JobCreated:
+    created = await run_in_threadpool(service.create_job, body.filename, body.content_type, body.size)
+    created["upload"]["url"] = _absolute(request, created["upload"]["url"])
+    created["status_url"] = _absolute(request, f"/v1/jobs/{created['job_id']}")
+    return JobCreated(**created)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus, summary="A job's status and result")
+async def get_job(request: Request, job_id: str = JOB_ID_PATH) -> JobStatus:
+    view = await run_in_threadpool(service.get_job, job_id)
+    for name in ("result_url", "annotated_url"):
+        if view.get(name):
+            view[name] = _absolute(request, view[name])
+    return JobStatus(**view)
+
+
+def _local() -> LocalStorage:
+    storage = get_storage()
+    if not isinstance(storage, LocalStorage):
+        raise NotFound("this endpoint exists only in the embedded (local storage) mode")
+    return storage
+
+
+@public_router.post(UPLOAD_PATH, status_code=204, response_class=Response)
+async def local_upload(request: Request) -> Response:
+    """Stand-in for S3's presigned POST: the same multipart fields, the same policy checks, then the key is
+    queued for the in-process worker as an S3 event would be."""
+    storage = _local()
+    settings = get_settings()
+    form = await request.form(max_files=1, max_fields=20, max_part_size=1024 * 1024)
+    try:
+        upload = form.get("file")
+        fields = {k: str(v) for k, v in form.items() if k != "file"}
+        if upload is None or isinstance(upload, str):
+            raise BadParameter("the form needs a 'file' part after the policy fields")
+        policy = fields.get("policy", "")
+        if not storage.verify(policy, fields.get("x-amz-signature", "")):
+            raise Forbidden("the upload policy signature does not match")
+        key = fields.get("key", "")
+        if service.parse_upload_key(key) is None:
+            raise Forbidden("key is not an upload key")
+        target = storage.path("inputs", key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        size = 0
+        with tmp.open("wb") as out:
+            while chunk := await upload.read(1024 * 1024):
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    break
+                out.write(chunk)
+        reason = check_post_policy(policy, fields, size, LOCAL_BUCKET)
+        if reason is not None:
+            tmp.unlink(missing_ok=True)
+            raise Forbidden(f"upload refused by the policy: {reason}")
+        os.replace(tmp, target)
+    finally:
+        await form.close()
+    worker.submit(key)
+    return Response(status_code=204)
+
+
+@public_router.get(FILES_PATH + "/{role}/{key:path}")
+def local_file(role: str, key: str, expires: int = Query(...), signature: str = Query(...)) -> FileResponse:
+    """Stand-in for a presigned S3 GET of a result or annotated file."""
+    storage = _local()
+    if role not in ("inputs", "results") or not storage.check_get(role, key, expires, signature):
+        raise Forbidden("the link is invalid or has expired")
+    path = storage.path(role, key)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise NotFound("no such file")
+    media = {".json": "application/json", ".mp4": "video/mp4", ".jpg": "image/jpeg"}.get(path.suffix,
+                                                                                       "application/octet-stream")
+    return FileResponse(path, media_type=media, filename=path.name)

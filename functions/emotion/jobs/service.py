@@ -1,0 +1,252 @@
+"""The jobs service: create a job, read its status, process an uploaded object (idempotently).
+
+A job's state lives in one status record (``jobs/{job_id}.json`` in the results bucket). Processing is
+claimed per attempt with a conditional write (``jobs/{job_id}.attempt-{n}``, If-None-Match: *), so duplicate
+deliveries of one S3 event produce one result; a job stuck in ``processing`` (a crashed worker) may be
+re-claimed after ``job_stale_s``, at most ``job_max_attempts`` times, then it ends as ``failed``. Every
+processing error is recorded in the status and never re-raised, so a poison input is not retried forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from emotion.core.errors import BadParameter, EmotionError, UnsupportedMediaType
+from emotion.settings import get_settings
+from emotion.storage import INPUTS, RESULTS, Storage, get_storage
+from emotion.storage.base import (
+    PreconditionFailed,
+    annotated_key,
+    result_key,
+    status_key,
+    upload_key,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_KEY = re.compile(r"^uploads/([0-9a-f]{32})/([A-Za-z0-9._-]{1,100})$")
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/mpeg")
+
+Status = Literal["pending", "processing", "succeeded", "failed"]
+Outcome = Literal["ignored", "unknown_job", "duplicate", "in_progress", "deferred", "succeeded", "failed"]
+
+
+class JobNotFound(EmotionError):
+    code = "job_not_found"
+    status = 404
+
+
+class UploadTooLarge(EmotionError):
+    code = "upload_too_large"
+    status = 413
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _age_s(stamp: str) -> float:
+    try:
+        return time.time() - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
+
+
+def kind_of(content_type: str) -> Literal["image", "video"]:
+    if content_type in IMAGE_TYPES:
+        return "image"
+    if content_type in VIDEO_TYPES:
+        return "video"
+    raise UnsupportedMediaType(
+        f"content type {content_type!r} is not accepted; use one of {', '.join(IMAGE_TYPES + VIDEO_TYPES)}")
+
+
+def check_job_id(job_id: str) -> str:
+    if not JOB_ID.fullmatch(job_id or ""):
+        raise BadParameter("job_id must be 32 lowercase hex characters")
+    return job_id
+
+
+# ------------------------------------------------------------------------------------------ status records
+
+
+def read_record(job_id: str, storage: Storage | None = None) -> dict[str, Any] | None:
+    data = (storage or get_storage()).get_bytes(RESULTS, status_key(job_id))
+    return json.loads(data) if data else None
+
+
+def write_record(record: dict[str, Any], storage: Storage | None = None) -> None:
+    record["updated_at"] = _now()
+    (storage or get_storage()).put_bytes(RESULTS, status_key(record["job_id"]), json.dumps(record).encode(),
+                                         "application/json")
+
+
+def create_job(filename: str, content_type: str, size: int, storage: Storage | None = None) -> dict[str, Any]:
+    """A new pending job and a presigned POST for its upload (content type and size bound by the policy)."""
+    storage = storage or get_storage()
+    settings = get_settings()
+    kind = kind_of(content_type)
+    if size < 1:
+        raise BadParameter("size must be at least 1 byte")
+    if size > settings.max_upload_bytes:
+        raise UploadTooLarge(f"size {size:,} bytes is over the upload limit of {settings.max_upload_bytes:,} bytes")
+    job_id = uuid.uuid4().hex
+    key = upload_key(job_id, filename)
+    now = _now()
+    record = {"job_id": job_id, "status": "pending", "progress": 0.0, "created_at": now, "updated_at": now,
+              "kind": kind, "filename": key.rsplit("/", 1)[1], "content_type": content_type, "size": size,
+              "input_key": key, "attempts": 0, "result_key": None, "annotated_key": None, "error": None}
+    write_record(record, storage)
+    upload = storage.presigned_post(key, content_type, settings.max_upload_bytes, settings.upload_expires_s)
+    log.info("job created", extra={"job_id": job_id, "kind": kind, "size": size})
+    return {"job_id": job_id, "upload": upload, "expires_in": min(settings.upload_expires_s, 900)}
+
+
+def get_job(job_id: str, storage: Storage | None = None) -> dict[str, Any]:
+    """The public view of a job: status, progress, times, result inline (small) or a presigned result_url."""
+    storage = storage or get_storage()
+    settings = get_settings()
+    record = read_record(check_job_id(job_id), storage)
+    if record is None:
+        raise JobNotFound(f"no job {job_id}")
+    view: dict[str, Any] = {key: record.get(key) for key in (
+        "job_id", "status", "progress", "created_at", "updated_at", "kind", "filename", "error")}
+    view.update(result=None, result_url=None, annotated_url=None)
+    if record["status"] == "succeeded" and record.get("result_key"):
+        size = storage.size(RESULTS, record["result_key"]) or 0
+        if size <= settings.job_inline_result_bytes:
+            data = storage.get_bytes(RESULTS, record["result_key"])
+            view["result"] = json.loads(data) if data else None
+        else:
+            view["result_url"] = storage.presigned_get(RESULTS, record["result_key"], settings.job_url_expires_s)
+        if record.get("annotated_key"):
+            view["annotated_url"] = storage.presigned_get(RESULTS, record["annotated_key"],
+                                                          settings.job_url_expires_s)
+    return view
+
+
+# ------------------------------------------------------------------------------------------ processing
+
+
+def parse_upload_key(key: str) -> str | None:
+    """The job id of an upload key ``uploads/{job_id}/{filename}``, or None for any other key."""
+    match = UPLOAD_KEY.fullmatch(key)
+    return match.group(1) if match else None
+
+
+def process_upload(key: str, storage: Storage | None = None, allow_large_video: bool = True) -> Outcome:
+    """Process the uploaded object at ``key`` once. Safe to call for every delivery of the same event.
+
+    ``allow_large_video`` False (the Lambda trigger) leaves videos over ``lambda_video_max_bytes`` to the
+    Batch video job. Never raises for bad input: failures are recorded in the job status.
+    """
+    storage = storage or get_storage()
+    settings = get_settings()
+    job_id = parse_upload_key(key)
+    if job_id is None:
+        log.info("ignoring key outside uploads/", extra={"key": key[:300]})
+        return "ignored"
+    record = read_record(job_id, storage)
+    if record is None or record.get("input_key") != key:
+        log.warning("upload without a matching job", extra={"job_id": job_id})
+        return "unknown_job"
+    if record["status"] in ("succeeded", "failed"):
+        log.info("duplicate delivery for a finished job", extra={"job_id": job_id, "status": record["status"]})
+        return "duplicate"
+    if record["status"] == "processing" and _age_s(record["updated_at"]) < settings.job_stale_s:
+        return "in_progress"
+    size = storage.size(INPUTS, key)
+    if size is None:
+        _fail(record, "upload_missing", "the uploaded object no longer exists", storage)
+        return "failed"
+    if record["kind"] == "video" and not allow_large_video and size > settings.lambda_video_max_bytes:
+        log.info("video left to the batch job", extra={"job_id": job_id, "size": size})
+        return "deferred"
+    attempt = int(record.get("attempts", 0)) + 1
+    if attempt > settings.job_max_attempts:
+        _fail(record, "processing_abandoned",
+              f"processing did not finish after {settings.job_max_attempts} attempts", storage)
+        return "failed"
+    try:
+        storage.put_bytes(RESULTS, f"jobs/{job_id}.attempt-{attempt}", b"", "application/octet-stream",
+                          if_absent=True)
+    except PreconditionFailed:
+        log.info("another delivery claimed this attempt", extra={"job_id": job_id, "attempt": attempt})
+        return "in_progress"
+    record.update(status="processing", attempts=attempt, progress=0.0, error=None)
+    write_record(record, storage)
+    log.info("processing", extra={"job_id": job_id, "kind": record["kind"], "size": size, "attempt": attempt})
+    started = time.perf_counter()
+    try:
+        _run(record, size, storage)
+    except EmotionError as exc:
+        _fail(record, exc.code, exc.message, storage)
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - recorded, never retried forever
+        log.exception("processing failed", extra={"job_id": job_id})
+        _fail(record, "processing_error", f"processing failed ({type(exc).__name__})", storage)
+        return "failed"
+    log.info("succeeded", extra={"job_id": job_id, "ms": round((time.perf_counter() - started) * 1000)})
+    return "succeeded"
+
+
+def _fail(record: dict[str, Any], code: str, message: str, storage: Storage) -> None:
+    record.update(status="failed", error={"code": code, "message": message})
+    write_record(record, storage)
+    log.warning("job failed", extra={"job_id": record["job_id"], "code": code})
+
+
+def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
+    from emotion.core.imageio import sniff_format
+
+    settings = get_settings()
+    job_id, key = record["job_id"], record["input_key"]
+    with tempfile.TemporaryDirectory(prefix="emotion-job-") as tmp:
+        source = Path(tmp) / "input"
+        storage.download(INPUTS, key, source)
+        with source.open("rb") as fh:
+            head = fh.read(64)
+        if sniff_format(head) is not None:
+            if size > settings.max_body_bytes * 10:
+                raise UploadTooLarge(f"images are limited to {settings.max_body_bytes * 10:,} bytes")
+            from emotion.core.annotate import annotate
+            from emotion.core.engine import analyze
+            from emotion.core.imageio import decode_image, encode_image
+
+            data = source.read_bytes()
+            result = analyze(data)
+            body = {"kind": "image", **result.model_dump()}
+            bgr = decode_image(data, settings.max_pixels, settings.max_side)
+            record["annotated_key"] = annotated_key(job_id, ".jpg")
+            storage.put_bytes(RESULTS, record["annotated_key"], encode_image(annotate(bgr, result)), "image/jpeg")
+        else:
+            from emotion.core.video import analyze_video_file
+
+            out = Path(tmp) / "annotated.mp4"
+            last = [0.0]
+
+            def progress(fraction: float) -> None:
+                if fraction - last[0] >= 0.05:
+                    last[0] = fraction
+                    record["progress"] = round(fraction, 3)
+                    write_record(record, storage)
+
+            video = analyze_video_file(source, fps=settings.video_fps, annotate_path=out, on_progress=progress)
+            body = {"kind": "video", **video.model_dump()}
+            record["annotated_key"] = annotated_key(job_id, ".mp4")
+            storage.upload(RESULTS, record["annotated_key"], out, "video/mp4")
+        record["result_key"] = result_key(job_id)
+        storage.put_bytes(RESULTS, record["result_key"], json.dumps(body).encode(), "application/json")
+    record.update(status="succeeded", progress=1.0, error=None)
+    write_record(record, storage)
