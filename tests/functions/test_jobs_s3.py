@@ -7,6 +7,7 @@ GET /v1/jobs/{id} through the FastAPI app with storage=s3.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import socket
@@ -68,10 +69,8 @@ def s3env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, model_dir: Path):
     get_storage.cache_clear()
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     for bucket in (INPUTS, RESULTS):
-        try:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
     yield s3
     get_settings.cache_clear()
     get_storage.cache_clear()
