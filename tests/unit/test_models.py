@@ -1,0 +1,66 @@
+"""Model wrappers on the real ONNX files: detector fidelity, classifier batching and probabilities."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion.core.engine import get_engine, verified_model_path
+from emotion.core.vocabulary import EMOTIONS
+from model.manifest import load_manifest
+
+
+@pytest.fixture(scope="module")
+def two_people(scenes):
+    return cv2.imread(str(scenes / "fr_two_people.jpg"))
+
+
+def test_yunet_on_onnxruntime_matches_opencv_wrapper(model_dir, scenes):
+    """Our decoding of the raw YuNet outputs gives OpenCV's FaceDetectorYN boxes and landmarks."""
+    engine = get_engine()
+    spec = load_manifest().get("yunet")
+    for name in ("fr_two_people.jpg", "fp_multiface.jpg", "fa_bbt3.jpg"):
+        image = cv2.imread(str(scenes / name))
+        ours = engine.detector.detect(image)
+        reference = cv2.FaceDetectorYN.create(str(verified_model_path(spec, model_dir)), "",
+                                              (image.shape[1], image.shape[0]), 0.6, 0.3, 5000)
+        _, theirs = reference.detect(image)
+        theirs = theirs[np.argsort(-theirs[:, 14])]
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() < 0.05
+
+
+def test_detector_downscales_and_maps_back(model_dir, two_people):
+    engine = get_engine()
+    full = engine.detector.detect(two_people)
+    small = engine.detector.detect(two_people, max_side=640)
+    assert len(full) == len(small) == 2
+    assert np.abs(full[:, :4] - small[:, :4]).max() < 12  # same faces, in input pixels
+
+
+@pytest.mark.parametrize("name", ["mobilefacenet", "mini_xception"])
+def test_classifier_batch_equals_one_by_one(model_dir, two_people, name):
+    engine = get_engine(name)
+    faces = engine.detector.detect(two_people)
+    batch = engine.classifier.classify(two_people, faces)
+    single = np.concatenate([engine.classifier.classify(two_people, f[None]) for f in faces])
+    assert batch.shape == (2, 7)
+    assert np.allclose(batch, single, atol=1e-5)
+    assert np.allclose(batch.sum(axis=1), 1.0)
+    assert set(engine.classifier.labels) <= set(EMOTIONS) and "contempt" not in engine.classifier.labels
+
+
+def test_mobilefacenet_reads_a_smile(model_dir, two_people):
+    engine = get_engine("mobilefacenet")
+    faces = engine.detector.detect(two_people)
+    left = faces[np.argmin(faces[:, 0])]
+    probs = engine.classifier.classify(two_people, left[None])[0]
+    assert engine.classifier.labels[int(np.argmax(probs))] == "happiness"
+
+
+def test_no_faces_classifies_nothing(model_dir):
+    engine = get_engine()
+    blank = np.full((200, 300, 3), 127, np.uint8)
+    assert len(engine.detector.detect(blank)) == 0
+    assert engine.classifier.classify(blank, np.zeros((0, 15), np.float32)).shape == (0, 7)
