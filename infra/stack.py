@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 
 from infra.components.api import Api
@@ -42,6 +43,8 @@ class EmotionServiceStack(Stack):
         if config.gpu_video:
             self.video = GpuVideo(self, "GpuVideo", config=config, storage=self.storage)
             self.monitoring.alarm_queue_depth("VideoSubmitDlq", self.video.dead_letter_queue)
+            # Operators get each failure event (job id, reason) by mail, and the alarm counts them.
+            self.video.failed_jobs_rule.add_target(targets.SnsTopic(self.monitoring.topic))
             self.monitoring.alarm_failed_jobs(self.video.failed_jobs_rule)
             CfnOutput(self, "VideoJobQueueArn", value=self.video.job_queue.job_queue_arn)
 

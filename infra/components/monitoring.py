@@ -81,7 +81,7 @@ class Monitoring(Construct):
             "VideoJobsFailed",
             cloudwatch.Metric(
                 namespace="AWS/Events",
-                metric_name="MatchedEvents",
+                metric_name="TriggeredRules",
                 dimensions_map={"RuleName": rule.rule_name},
                 period=PERIOD,
                 statistic="Sum",
