@@ -481,7 +481,7 @@ def create_app() -> FastAPI:
     if jobs is not None:
         router = getattr(jobs, "router", None)
         if router is not None:
-            app.include_router(router, dependencies=protected)
+            app.include_router(router, dependencies=protected, responses={401: ERROR_RESPONSES[401]})
         public = getattr(jobs, "public_router", None)
         if public is not None:
             app.include_router(public)
