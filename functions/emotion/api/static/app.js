@@ -54,7 +54,9 @@
     if (response.status === 401 || response.status === 403) code = code || "unauthorized";
     if (response.status === 413) code = code || "image_too_large";
     const friendly = FRIENDLY[code];
-    const detail = message ? ` (${message})` : "";
+    // The service's own message adds facts (sizes, limits, which option) except for these plain cases.
+    const plain = ["unsupported_media_type", "empty_input", "unauthorized"].includes(code);
+    const detail = message && !plain ? ` (${message})` : "";
     if (friendly) return friendly + detail;
     return `The server could not analyse this file: ${response.status} ${response.statusText || ""}${detail}`.trim();
   }
