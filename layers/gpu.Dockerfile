@@ -15,7 +15,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
-# Ubuntu 24.04 ships Python 3.12, the same minor version as the Lambda image.
+# Ubuntu 24.04 ships Python 3.12, the same minor version as the Lambda image. Distribution packages follow
+# the pinned base image's release (exact apt pins break as soon as the archive moves on).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3.12 python3.12-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

@@ -128,7 +128,7 @@ def test_api_key_required_on_every_method_except_health(synth: Synth) -> None:
     methods = synth.resources("AWS::ApiGateway::Method")
     assert methods
     public = []
-    for logical_id, method in methods.items():
+    for method in methods.values():
         props = method["Properties"]
         if props["HttpMethod"] == "OPTIONS":
             continue
@@ -165,9 +165,7 @@ def test_binary_media_types(synth: Synth) -> None:
 def test_stage_access_logs_throttling_tracing(synth: Synth) -> None:
     _, stage = synth.one("AWS::ApiGateway::Stage")
     props = stage["Properties"]
-    assert _ref_ids(props["AccessLogSetting"]["DestinationArn"]) == {
-        synth.logical_id(synth.stack.api.access_log_group)
-    }
+    assert _ref_ids(props["AccessLogSetting"]["DestinationArn"]) == {synth.logical_id(synth.stack.api.access_log_group)}
     assert props["TracingEnabled"] is True
     (settings,) = props["MethodSettings"]
     assert settings["ResourcePath"] == "/*" and settings["HttpMethod"] == "*"
