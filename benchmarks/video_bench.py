@@ -1,0 +1,119 @@
+"""Video pipeline figures: frames processed per second (5 fps sampling and every frame) and peak RSS for the
+same clip concatenated 1x and 8x (each run in its own process, ru_maxrss). Prints JSON.
+
+    .venv/bin/python benchmarks/video_bench.py [--clip PATH] [--classifier NAME] [--repeats N] [--skip-rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CLIP = (REPO.parent / "shared" / "data" / "videos" / "fr_short_hamilton_clip.mp4").resolve()
+
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from emotion.core.video import analyze_video_file
+path, fps, classifier = sys.argv[1], sys.argv[2], sys.argv[3] or None
+start = time.perf_counter()
+r = analyze_video_file(Path(path), fps=None if fps == "all" else float(fps), classifier=classifier)
+print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "frames_read": r.video.frames_read, "frames_processed": r.video.frames_processed,
+                  "tracks": len(r.tracks), "wall_s": round(time.perf_counter() - start, 2)}))
+"""
+
+
+def concatenate(src: Path, times: int, out: Path) -> int:
+    import cv2
+
+    frames = 0
+    writer = None
+    for _ in range(times):
+        cap = cv2.VideoCapture(str(src))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (frame.shape[1], frame.shape[0]))
+            writer.write(frame)
+            frames += 1
+        cap.release()
+    assert writer is not None
+    writer.release()
+    return frames
+
+
+def throughput(clip: Path, fps: float | None, classifier: str | None, repeats: int) -> dict:
+    from emotion.core.video import analyze_video_file
+
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = analyze_video_file(clip, fps=fps, classifier=classifier)
+        wall = time.perf_counter() - start
+        runs.append((wall, result))
+    wall = statistics.median(w for w, _ in runs)
+    result = runs[0][1]
+    duration_s = result.video.duration_ms / 1000
+    return {
+        "sample_fps": "all" if fps is None else fps,
+        "frames_processed": result.video.frames_processed,
+        "frames_read": result.video.frames_read,
+        "wall_s_median": round(wall, 2),
+        "processed_frames_per_s": round(result.video.frames_processed / wall, 2),
+        "source_frames_per_s": round(result.video.frames_read / wall, 2),
+        "realtime_factor": round(duration_s / wall, 2),
+        "tracks": len(result.tracks),
+        "timings_ms_first_run": result.timings_ms,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    parser.add_argument("--classifier", default=None)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+
+    import numpy as np
+    from emotion.core.engine import default_options, get_engine
+
+    engine = get_engine(args.classifier)
+    engine.analyze_array(np.zeros((360, 640, 3), dtype=np.uint8), default_options())  # warm-up
+    report: dict = {"clip": str(args.clip), "classifier": engine.classifier.spec.version,
+                    "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
+    if not args.skip_throughput:
+        report["sampled_5fps"] = throughput(args.clip, 5.0, args.classifier, args.repeats)
+        report["every_frame"] = throughput(args.clip, None, args.classifier, args.repeats)
+    if not args.skip_rss:
+        rss = {}
+        with tempfile.TemporaryDirectory(prefix="video-bench-") as tmp:
+            for times in (1, 8):
+                path = Path(tmp) / f"concat{times}x.mp4"
+                frames = concatenate(args.clip, times, path)
+                out = subprocess.run([sys.executable, "-c", CHILD, str(path), "5", args.classifier or ""],
+                                     check=True, capture_output=True, text=True)
+                rss[f"{times}x"] = {"frames": frames, **json.loads(out.stdout.strip().splitlines()[-1])}
+        rss["ratio_8x_over_1x"] = round(rss["8x"]["peak_rss_mb"] / rss["1x"]["peak_rss_mb"], 3)
+        report["peak_rss_5fps"] = rss
+    report["load_avg_end"] = os.getloadavg()[0]
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
