@@ -293,9 +293,10 @@ class VideoAnalyzer:
         order, and draw the tracks on the pending frames when annotating. Returns frames with faces."""
         classifier = self.engine.classifier
         t = time.perf_counter()
-        detections = [self.engine.detect(p.frame, self.detect_options) for p in sampled if p.frame is not None]
+        frames = [p.frame for p in sampled if p.frame is not None]  # sampled frames always carry pixels
+        detections = [self.engine.detect(frame, self.detect_options) for frame in frames]
         t = timer.add("detect", t)
-        inputs = [classifier.preprocess(p.frame, faces) for p, faces in zip(sampled, detections, strict=True)
+        inputs = [classifier.preprocess(frame, faces) for frame, faces in zip(frames, detections, strict=True)
                   if len(faces)]
         if inputs:
             probs_all = classifier.postprocess(classifier.infer(np.concatenate(inputs)))
@@ -328,7 +329,7 @@ class VideoAnalyzer:
     def _writer(path: Path, fps: float, frame: np.ndarray) -> cv2.VideoWriter:
         height, width = frame.shape[:2]
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise BadParameter(f"cannot write an MP4 video to {path}")
         return writer
