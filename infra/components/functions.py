@@ -253,7 +253,9 @@ def acknowledge_prefix_grants(grantee: iam.Role, grants: list[tuple[s3.IBucket, 
     """Acknowledge cdk-nag IAM5 for object ARNs that end in ``prefix/*``: the wildcard *is* the prefix scope."""
     stack = Stack.of(grantee)
     for bucket, prefix in grants:
-        logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        logical_id = stack.resolve(stack.get_logical_id(cfn_bucket))
         Validations.of(grantee).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]",
