@@ -160,6 +160,11 @@ def fidelity(ref: np.ndarray, got: np.ndarray) -> dict:
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="mfn_bench_") as tmp:
+        _main(Path(tmp))
+
+
+def _main(tmp: Path) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--faces", type=int, default=512, help="face crops for the fidelity check")
@@ -168,7 +173,6 @@ def main() -> None:
     import onnx
 
     src = shared_dir() / "models" / MODEL_NAME
-    tmp = Path(tempfile.mkdtemp(prefix="mfn_bench_"))
     paths = {"int8_orig": src}
     paths["int8_dyn"] = tmp / "int8_dyn.onnx"
     onnx.save(make_batch_dynamic(onnx.load(str(src))), str(paths["int8_dyn"]))
