@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import tempfile
 import types
@@ -333,8 +334,8 @@ def test_api_key_compare_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> No
     get_settings.cache_clear()
     try:
         with pytest.raises(app_module.Unauthorized):
-            app_module.require_api_key("x")
-        app_module.require_api_key("k")
+            asyncio.run(app_module.require_api_key("x"))
+        asyncio.run(app_module.require_api_key("k"))
     finally:
         monkeypatch.delenv("EMOTION_API_KEY")
         get_settings.cache_clear()
