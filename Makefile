@@ -20,12 +20,12 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache
 $(BIN)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -c layers/requirements-lambda.txt -e .
 	touch $@
 
 # Everything the tests need: dev tools, CDK libs, torch (CPU wheel), Chromium, the CDK CLI.
 $(BIN)/.test: $(BIN)/.runtime
-	$(BIN)/pip install -q -e '.[dev,infra,train]'
+	$(BIN)/pip install -q -c layers/requirements-lambda.txt -e '.[dev,infra,train]'
 	touch $@
 
 setup: $(BIN)/.runtime models

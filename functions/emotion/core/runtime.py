@@ -36,5 +36,8 @@ def create_session(model: Path | bytes, providers: list[str], threads: int = 0) 
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # Keeps onnxruntime from duplicating DequantizeLinear in front of the int8 MobileFaceNet's rewritten
+    # PRelus (model/optimize.py): about 8% faster there, outputs unchanged; no effect on float graphs.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=providers)
