@@ -93,7 +93,7 @@ def log_records(captured: str) -> list[dict]:
 
 
 def test_event_files_are_canonical_shapes() -> None:
-    for path in sorted(EVENTS.glob("*.json")):
+    for path in sorted(EVENTS.glob("apigw_*.json")):
         event = json.loads(path.read_text())
         if path.name.startswith("apigw_rest_v1"):
             assert {"resource", "path", "httpMethod", "headers", "multiValueHeaders", "requestContext",

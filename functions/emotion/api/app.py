@@ -496,10 +496,11 @@ def create_app() -> FastAPI:
     if jobs is not None:
         router = getattr(jobs, "router", None)
         if router is not None:
-            app.include_router(router, dependencies=protected, responses={401: ERROR_RESPONSES[401]})
+            app.include_router(router, dependencies=protected, responses=ERROR_RESPONSES)
         public = getattr(jobs, "public_router", None)
         if public is not None:
-            app.include_router(public)
+            # Validation errors everywhere answer the service's error JSON; document it instead of FastAPI's.
+            app.include_router(public, responses={422: ERROR_RESPONSES[422]})
     return app
 
 
