@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -23,14 +23,6 @@ class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Emotion service alarms", enforce_ssl=True)
-        Validations.of(self.topic).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SNS2",
-                reason="Alarm notifications carry metric names only, never images or results; CloudWatch alarms "
-                "cannot publish to a topic encrypted with the AWS-managed SNS key, and a customer-managed key "
-                "would cost $1/month idle.",
-            )
-        )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
         self.alarms: list[cloudwatch.Alarm] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -30,14 +30,6 @@ class Storage(Construct):
             removal_policy=removal,
             auto_delete_objects=auto_delete,
         )
-        Validations.of(self.access_logs).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-S1",
-                reason="This is the server-access-log target of the inputs and results buckets; logging it "
-                "into itself would create a delivery loop.",
-            )
-        )
-
         self.inputs = s3.Bucket(
             self,
             "Inputs",

@@ -53,6 +53,24 @@ def test_every_acknowledgement_has_a_specific_reason(synth: Synth) -> None:
     assert "" not in acknowledgements
 
 
+def test_every_acknowledgement_matches_a_finding(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No stale acknowledgements: build the app with acknowledge() recording instead of applying, run cdk-nag,
+    and every acknowledged rule id must be among the findings it then reports."""
+    import aws_cdk
+    from cdk_nag import AwsSolutionsChecks
+
+    from infra.app import build_app
+    from tests.infra.conftest import cdk_json_context
+
+    recorded: list[str] = []
+    monkeypatch.setattr(aws_cdk.Validations, "acknowledge", lambda self, *rules: recorded.extend(r.id for r in rules))
+    app = build_app(cdk_json_context(), outdir=str(tmp_path), nag=False)
+    report = AwsSolutionsChecks(app).validate_scope(app)
+    findings = {v.rule_name for v in report.violations}
+    assert recorded
+    assert not set(recorded) - findings, f"acknowledged but never reported: {sorted(set(recorded) - findings)}"
+
+
 @pytest.mark.parametrize("which", ["synth", "synth_cpu_only"])
 def test_cfn_lint_reports_no_errors(which: str, request: pytest.FixtureRequest) -> None:
     s: Synth = request.getfixturevalue(which)
