@@ -16,7 +16,7 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     train_dir: str = Field(
-        "${SHARED}/data/ferplus_train",
+        default="${SHARED}/data/ferplus_train",
         description="FER+ folder (PNGs + label.csv) or ImageFolder tree DIR/<label>/*. ${SHARED} expands to "
         "$EMOTION_SHARED_DIR or <repo>/../shared.",
     )
@@ -26,9 +26,9 @@ class DataConfig(BaseModel):
     label_mode: Literal["probability", "majority"] = Field(
         "probability", description="FER+ vote-distribution targets or one-hot majority targets"
     )
-    limit_train: int | None = Field(None, description="use only the first N training images (tests)")
+    limit_train: int | None = Field(default=None, description="use only the first N training images (tests)")
     limit_val: int | None = None
-    cache_dir: str | None = Field(".cache/train", description="npz cache of decoded images; None: no cache")
+    cache_dir: str | None = Field(default=".cache/train", description="npz cache of decoded images; None: no cache")
 
 
 class AugmentConfig(BaseModel):
@@ -75,11 +75,13 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
     early_stopping_patience: int = 8
-    ema_decay: float | None = Field(0.998, description="EMA of weights (validated and kept instead of the raw weights); None: off")
-    schedule_by_time: bool = Field(True, description="cosine anneals by max(step, time) progress")
-    max_minutes: float | None = Field(None, description="wall-clock budget; stop and keep the best checkpoint")
+    ema_decay: float | None = Field(
+        default=0.998, description="EMA of weights (validated and kept instead of the raw weights); None: off"
+    )
+    schedule_by_time: bool = Field(default=True, description="cosine anneals by max(step, time) progress")
+    max_minutes: float | None = Field(default=None, description="wall-clock budget; stop and keep the best checkpoint")
     progress: bool = True
-    data: DataConfig = Field(default_factory=DataConfig)
+    data: DataConfig = Field(default_factory=lambda: DataConfig.model_validate({}))
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     net: ModelConfig = Field(default_factory=ModelConfig)
 

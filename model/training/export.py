@@ -55,10 +55,15 @@ def export_onnx(net: torch.nn.Module, out: str | Path, md: dict[str, str], opset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            net, (torch.rand(1, 1, INPUT_SIZE, INPUT_SIZE),), str(out),
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            net,
+            (torch.rand(1, 1, INPUT_SIZE, INPUT_SIZE),),
+            str(out),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
-            opset_version=opset, do_constant_folding=True, dynamo=False,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
         )
     set_metadata(out, md)
 
@@ -110,8 +115,15 @@ def quantize_int8(fp32: str | Path, out: str | Path, calib: np.ndarray, md: dict
                 return None
             return {INPUT_NAME: calib[i : i + 32].astype(np.float32)[:, None] / 255.0}
 
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(fp32),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     set_metadata(out, {**md, "quantization": "int8 static QDQ, per-channel weights"})
 
 
@@ -159,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     net, cfg, ckpt = load_checkpoint(a.checkpoint)
     md = build_metadata("ferplus", a.version, ckpt.get("metrics", {}).get("accuracy"), cfg.model_dump())
     export_onnx(net, a.out, md)
-    report: dict[str, Any] = {"onnx": file_info(a.out), "checkpoint_epoch": ckpt.get("epoch"),
-                              "agreement": check_agreement(net, a.out)}
+    report: dict[str, Any] = {
+        "onnx": file_info(a.out),
+        "checkpoint_epoch": ckpt.get("epoch"),
+        "agreement": check_agreement(net, a.out),
+    }
     verify_metadata(read_metadata(a.out), VOCABULARY, md["preprocessing"], md["output"])
     val = None
     if not a.no_eval:

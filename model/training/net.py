@@ -38,6 +38,9 @@ class FerNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(cin, num_classes)
+        # Fixed input normalisation, part of the graph (runtime feeds gray / 255).
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(0.5))
         self.register_buffer("std", torch.tensor(0.25))
         for m in self.modules():

@@ -64,8 +64,11 @@ def test_train_export_load(tmp_path: Path) -> None:
         progress=False,
         ema_decay=None,
         data=DataConfig(
-            train_dir=str(TRAIN_DIR), val_dir=str(VAL_DIR) if VAL_DIR.exists() else str(TRAIN_DIR),
-            limit_train=200, limit_val=100, cache_dir=None,
+            train_dir=str(TRAIN_DIR),
+            val_dir=str(VAL_DIR) if VAL_DIR.exists() else str(TRAIN_DIR),
+            limit_train=200,
+            limit_val=100,
+            cache_dir=None,
         ),
         net=ModelConfig(channels=[8, 16, 16, 32], convs_per_stage=[1, 1, 1, 1], dropout=0.1),
     )
@@ -75,8 +78,17 @@ def test_train_export_load(tmp_path: Path) -> None:
     assert events == ["config", "epoch", "final"]
 
     onnx_path = tmp_path / "ferplus.onnx"
-    rc = export_main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--out", str(onnx_path), "--no-eval",
-                      "--report", str(tmp_path / "report.json")])
+    rc = export_main(
+        [
+            "--checkpoint",
+            str(tmp_path / "run" / "best.pt"),
+            "--out",
+            str(onnx_path),
+            "--no-eval",
+            "--report",
+            str(tmp_path / "report.json"),
+        ]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["agreement"]["argmax_agreement"] == 1.0
@@ -95,15 +107,23 @@ def test_train_export_load(tmp_path: Path) -> None:
 
     # The normal classifier path of the runtime engine, where it knows this preprocessing.
     from emotion.core import classifiers
+
     from model.manifest import InputSpec, ModelSpec
 
     if PREPROCESSING_NAME not in classifiers.PREPROCESSORS:
         pytest.skip(f"runtime engine has no {PREPROCESSING_NAME} yet")
     spec = ModelSpec(
-        name="ferplus", version="test", role="classifier", file=onnx_path.name, size=onnx_path.stat().st_size,
-        sha256="0" * 64, licence="test",
+        name="ferplus",
+        version="test",
+        role="classifier",
+        file=onnx_path.name,
+        size=onnx_path.stat().st_size,
+        sha256="0" * 64,
+        licence="test",
         input=InputSpec(name="input", shape=["N", "1", "48", "48"], layout="NCHW", color="GRAY"),
-        labels=list(VOCABULARY), output="logits", preprocessing=PREPROCESSING_NAME,
+        labels=list(VOCABULARY),
+        output="logits",
+        preprocessing=PREPROCESSING_NAME,
     )
     clf = classifiers.classifier_for(spec, sess)
     bgr = np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)
