@@ -20,9 +20,10 @@ from model.training import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME, PREPROCESSING_NA
 
 PREPROCESSING_SPEC: dict[str, Any] = {
     "name": PREPROCESSING_NAME,
-    "crop": "square, centred on the face-box centre, side = 1.0 * max(box w, box h) (see model card)",
+    "crop": "square, centred on the face-box centre, side = 1.0 * max(box w, box h); reference: "
+    "model/training/preprocess.py",
     "box_scale": 1.0,
-    "border": "replicate (cv2.BORDER_REPLICATE) where the square leaves the image",
+    "border": "replicate (cv2.warpAffine translation, BORDER_REPLICATE) where the square leaves the image",
     "color": "BGR -> GRAY with cv2.cvtColor(COLOR_BGR2GRAY)",
     "resize": [INPUT_SIZE, INPUT_SIZE],
     "interpolation": "cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging",

@@ -133,3 +133,21 @@ def test_train_export_load(tmp_path: Path) -> None:
     probs = clf.classify(bgr, faces)
     assert probs.shape == (2, 8)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_crop_gray48_ferplus_reference() -> None:
+    import cv2
+
+    from model.training.preprocess import crop_gray48_ferplus, square_crop
+
+    gray = np.arange(48 * 48, dtype=np.int64).reshape(48, 48).astype(np.uint8)
+    bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    out = crop_gray48_ferplus(bgr, [0, 0, 48, 48])  # a FER-sized crop whose box is the frame: identity
+    assert out.shape == (1, 48, 48) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0] * 255.0, gray, atol=1e-3)
+    img = np.random.default_rng(0).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    assert square_crop(img, [10, 10, 40, 50]).shape == (50, 50, 3)  # square around the box centre
+    np.testing.assert_array_equal(square_crop(img, [10, 10, 40, 50]), img[10:60, 5:55])
+    for box in ([-30, -20, 50, 60], [200, 200, 10, 10], [100, 80, 60, 60]):  # partly / wholly outside
+        p = crop_gray48_ferplus(img, box)
+        assert p.shape == (1, 48, 48) and 0.0 <= p.min() <= p.max() <= 1.0
