@@ -44,10 +44,12 @@ run: setup
 
 test: setup-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(BIN)/.test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/mypy
 
 bench: setup

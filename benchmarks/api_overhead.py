@@ -45,8 +45,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import emotion_serve, shared_dir  # noqa: E402
-from emotion.api.app import create_app, engine_for  # noqa: E402
-from emotion.core.engine import default_options  # noqa: E402
+
+from emotion.api.app import create_app
+from emotion.core.engine import (
+    default_options,  # noqa: E402
+    get_engine,  # noqa: E402
+)
 from emotion.settings import get_settings  # noqa: E402
 
 BOUNDARY = "benchBoundary0123456789"
@@ -54,7 +58,7 @@ BOUNDARY = "benchBoundary0123456789"
 
 def one_face_640x480() -> bytes:
     src = cv2.imread(str(shared_dir() / "data" / "scenes" / "fr_two_people.jpg"), cv2.IMREAD_COLOR)
-    engine = engine_for(None)
+    engine = get_engine()
     faces = engine.analyze_array(src, default_options()).faces
     face = max(faces, key=lambda f: f.box.width * f.box.height).box
     cx, cy = face.x + face.width / 2, face.y + face.height / 2
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     data = one_face_640x480()
     body_mp = multipart(data)
-    engine = engine_for(None)
+    engine = get_engine()
     options = default_options()
     app = DirectASGI(create_app())
 

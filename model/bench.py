@@ -19,7 +19,7 @@ import numpy as np
 
 def one_face_jpeg(shared_dir: Path) -> bytes:
     """A 640x480 JPEG with one face: the left person of scenes/fr_two_people.jpg."""
-    image = cv2.imread(str(shared_dir / "data" / "scenes" / "fr_two_people.jpg"))
+    image = _read(shared_dir / "data" / "scenes" / "fr_two_people.jpg")
     ok, buf = cv2.imencode(".jpg", image[0:480, 0:640], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
     return buf.tobytes()
@@ -32,7 +32,7 @@ def _stats(samples: list[float]) -> dict:
 def _worker(classifier: str | None, repeats: int) -> dict:
     """Runs inside the measured process: first result (cold), then warm loops."""
     started = float(os.environ["EMOTION_BENCH_T0"])
-    from emotion.core.engine import analyze, get_engine
+    from emotion.core.engine import analyze, default_options, get_engine
     from emotion.settings import get_settings
 
     settings = get_settings()
@@ -63,12 +63,10 @@ def _worker(classifier: str | None, repeats: int) -> dict:
 
     # Per-face classifier cost with every scene face in one batch.
     engine = get_engine(classifier)
-    import cv2 as _cv2
-
     per_face = []
-    for blob, path in zip(blobs, scenes, strict=True):
-        bgr = _cv2.imread(str(path))
-        faces = engine.detect(bgr, _default_options())
+    for path in scenes:
+        bgr = _read(path)
+        faces = engine.detect(bgr, default_options())
         if len(faces) < 2:
             continue
         engine.classifier.classify(bgr, faces)
@@ -78,7 +76,6 @@ def _worker(classifier: str | None, repeats: int) -> dict:
             engine.classifier.classify(bgr, faces)
             times.append((time.perf_counter() - t) * 1000 / len(faces))
         per_face.append(float(np.median(times)))
-        del blob
     return {
         "classifier": engine.classifier.name,
         "threads": settings.intra_op_threads or "all",
@@ -91,10 +88,11 @@ def _worker(classifier: str | None, repeats: int) -> dict:
     }
 
 
-def _default_options():
-    from emotion.core.engine import default_options
-
-    return default_options()
+def _read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    if image is None:
+        raise FileNotFoundError(path)
+    return image
 
 
 def run_bench(classifier: str | None = None, repeats: int = 30, modes: str = "both") -> dict:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from emotion.api.app import create_app, engine_for
-from emotion.settings import get_settings
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from emotion.api.app import create_app
+from emotion.core.engine import get_engine
+from emotion.settings import get_settings
 
 API_KEY = "schemathesis-key"
 EXAMPLES_PER_OPERATION = 400
@@ -33,7 +35,7 @@ def keyed_settings(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     mp.setenv("EMOTION_API_KEY", API_KEY)
     mp.setenv("EMOTION_DATA_DIR", str(tmp_path_factory.mktemp("emotion-data")))  # jobs, when present
     get_settings.cache_clear()
-    engine_for(None)  # warm: generated requests measure the API, not model loading
+    get_engine()  # warm: generated requests measure the API, not model loading
     yield
     mp.undo()
     get_settings.cache_clear()

@@ -95,7 +95,7 @@ def test_no_url_and_no_mirror_is_a_clear_error(tmp_path):
 
 
 def test_engine_refuses_a_tampered_model(shared_dir, tmp_path, monkeypatch):
-    from emotion.core.engine import get_engine
+    from emotion.core.engine import clear_engines, get_engine
     from emotion.core.errors import ModelUnavailable
     from emotion.settings import get_settings
 
@@ -107,11 +107,11 @@ def test_engine_refuses_a_tampered_model(shared_dir, tmp_path, monkeypatch):
     path.write_bytes(bytes(data))
     monkeypatch.setenv("EMOTION_MODEL_DIR", str(dest))
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    clear_engines()
     try:
         with pytest.raises(ModelUnavailable, match="sha256"):
             get_engine("mini_xception")
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
-        get_engine.cache_clear()
+        clear_engines()

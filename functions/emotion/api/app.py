@@ -48,7 +48,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from emotion import __version__
 from emotion.core.annotate import annotate
-from emotion.core.engine import Engine, classifier_names, default_options, get_engine
+from emotion.core.engine import classifier_names, default_options, engines_loaded, get_engine
 from emotion.core.errors import BadParameter, EmotionError, ImageTooLarge, UnsupportedMediaType
 from emotion.core.imageio import decode_image, encode_image
 from emotion.core.results import AnalysisResult, ErrorResponse
@@ -320,15 +320,9 @@ def _classifier(value: Enum | None) -> str | None:
     return None if value is None else str(value.value)
 
 
-def engine_for(classifier: str | None) -> Engine:
-    """The cached engine, always keyed by the resolved classifier name (``get_engine()`` and
-    ``get_engine(None)`` are different lru_cache keys and would build two engines)."""
-    return get_engine(classifier or get_settings().classifier)
-
-
 def _analyze(data: bytes, classifier: str | None, min_face: int | None, max_faces: int | None) -> AnalysisResult:
     settings = get_settings()
-    engine = engine_for(classifier)
+    engine = get_engine(classifier)
     options = default_options(min_face, max_faces)
     return engine.analyze_bytes(data, options, settings.max_pixels, settings.max_side)
 
@@ -337,7 +331,7 @@ def _annotate(
     data: bytes, classifier: str | None, min_face: int | None, max_faces: int | None, fmt: str
 ) -> tuple[bytes, int]:
     settings = get_settings()
-    engine = engine_for(classifier)
+    engine = get_engine(classifier)
     options = default_options(min_face, max_faces)
     bgr = decode_image(data, max_pixels=settings.max_pixels, max_side=settings.max_side)
     result = engine.analyze_array(bgr, options)
@@ -359,7 +353,7 @@ async def run_engine(request: Request, fn: Callable[..., T], *args: Any) -> T:
 def warm_up() -> None:
     """Build the default engine and run it once, so the first request is as fast as the rest."""
     try:
-        engine = engine_for(None)
+        engine = get_engine(None)
         engine.analyze_array(np.zeros((64, 64, 3), dtype=np.uint8), default_options())
     except EmotionError as exc:
         log.warning("engine not ready at start-up (%s); requests will answer %s", exc.message, exc.status)
@@ -485,7 +479,7 @@ def create_app() -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness (no API key needed)")
     def healthz() -> Health:
-        return Health(version=__version__, engine_loaded=get_engine.cache_info().currsize > 0)
+        return Health(version=__version__, engine_loaded=engines_loaded() > 0)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -127,12 +127,25 @@ def classifier_names() -> list[str]:
     return load_manifest().names("classifier")
 
 
-@lru_cache(maxsize=4)
 def get_engine(classifier: str | None = None) -> Engine:
-    """The process's engine for a classifier, built once (sessions are never created per request)."""
+    """The process's engine for a classifier (default: the setting), built once per process."""
+    return _engine_for(classifier or get_settings().classifier)
+
+
+def clear_engines() -> None:
+    """Forget the built engines (tests that change settings call this)."""
+    _engine_for.cache_clear()
+
+
+def engines_loaded() -> int:
+    return _engine_for.cache_info().currsize
+
+
+@lru_cache(maxsize=4)
+def _engine_for(name: str) -> Engine:
+    """Keyed by the resolved name, so get_engine() and get_engine("mobilefacenet") share one engine."""
     settings = get_settings()
     manifest = load_manifest()
-    name = classifier or settings.classifier
     if name not in classifier_names():
         raise BadParameter(f"unknown classifier {name!r}; choose one of {', '.join(classifier_names())}")
     cv2.setNumThreads(settings.intra_op_threads if settings.intra_op_threads > 0 else -1)

@@ -56,7 +56,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int = 20_000) -> np.nda
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])
             width, height = img.size  # header only: no pixels decoded yet
             if width < 1 or height < 1:
                 raise UndecodableImage(f"{fmt} header declares an empty image ({width}x{height})")
