@@ -90,6 +90,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
+
     from emotion.core.engine import default_options, get_engine
 
     engine = get_engine(args.classifier)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from emotion.core.align import ARCFACE_112
 from emotion.core.detector import YuNetDetector
 from emotion.core.engine import get_engine, load_detector

@@ -14,11 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fastapi import APIRouter, Request
+from fastapi.testclient import TestClient
+
 from emotion.api import app as app_module
 from emotion.api.app import create_app
 from emotion.settings import get_settings
-from fastapi import APIRouter, Request
-from fastapi.testclient import TestClient
 
 
 # ------------------------------------------------------------------------------------------- fixtures

@@ -14,8 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from emotion.api.app import create_app
 from fastapi.testclient import TestClient
+
+from emotion.api.app import create_app
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

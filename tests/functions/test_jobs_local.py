@@ -23,6 +23,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path):
     import uvicorn
+
     from emotion.settings import get_settings
     from emotion.storage import get_storage
 

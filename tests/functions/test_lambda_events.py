@@ -186,8 +186,9 @@ def test_oversized_body_is_413(handler) -> None:
 
 
 def test_handler_is_a_module_level_mangum() -> None:
-    from emotion.api import lambda_handler
     from mangum import Mangum
+
+    from emotion.api import lambda_handler
 
     assert isinstance(lambda_handler.handler, Mangum)
     assert lambda_handler.handler.lifespan == "off"

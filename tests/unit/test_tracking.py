@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from emotion.core.tracking import FaceTracker, iou_matrix
 
 LABELS = 3

@@ -107,7 +107,6 @@ def test_train_export_load(tmp_path: Path) -> None:
 
     # The normal classifier path of the runtime engine, where it knows this preprocessing.
     from emotion.core import classifiers
-
     from model.manifest import InputSpec, ModelSpec
 
     if PREPROCESSING_NAME not in classifiers.PREPROCESSORS:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from emotion.core.errors import BadParameter, UnsupportedVideo
 from emotion.core.video import VideoOptions, analyze_video_file
 
