@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 
-def build(shared: Path, out: Path) -> int:
+def build(shared: Path, out: Path, source: str = "image") -> int:
+    """source: "image" (the FER2013 JPEG crops) or "ferplus_png" (FER+'s lossless PNGs of the same faces)."""
     root = shared / "data" / "fer2013_publictest"
     count = 0
     with (root / "labels.csv").open(newline="") as fh:
@@ -15,13 +16,13 @@ def build(shared: Path, out: Path) -> int:
             label = row["ferplus_majority"].strip()
             if not label:
                 continue
-            target = out / label / Path(row["image"]).name
+            target = out / label / Path(row[source]).name
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():
-                target.symlink_to((root / row["image"]).resolve())
+                target.symlink_to((root / row[source]).resolve())
             count += 1
     return count
 
 
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1]), Path(sys.argv[2])))
+    print(build(Path(sys.argv[1]), Path(sys.argv[2]), *(sys.argv[3:4] or ["image"])))
