@@ -17,7 +17,8 @@ from emotion.core.vocabulary import EMOTIONS, canonical_emotion
 from emotion.settings import get_settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-CROP_UPSCALE = 4  # 48 px FER crops are too small for YuNet's landmarks; 192 px works
+CROP_UPSCALE = 6  # 48 px FER crops are too small for YuNet's landmarks (FER+ PNGs: x4 72.7%, x6 73.7%)
+CROP_SCORE = 0.3  # a face is known to be there: take YuNet's landmarks even when it is unsure
 CROP_PAD = 0.25  # YuNet needs some context around a face that fills the frame
 
 
@@ -80,7 +81,11 @@ def evaluate_classifier(root: Path, classifier: str | None = None, limit: int = 
     """Accuracy of a classifier on DIR/<label>/* face crops (one face per image)."""
     engine = get_engine(classifier)
     model = engine.classifier
-    detector = engine.detector if align == "auto" else None
+    settings = get_settings()
+    detector = None
+    if align == "auto":
+        detector = load_detector(CROP_SCORE, settings.nms_threshold, resolve_providers(settings.providers),
+                                 settings.intra_op_threads)
     truth, pred = [], []
     skipped: Counter = Counter()
     aligned = 0

@@ -44,3 +44,16 @@ def crop_box(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray:
     if x1 <= x0 or y1 <= y0:  # degenerate box: fall back to the whole image rather than an empty crop
         return image
     return image[y0:y1, x0:x1]
+
+
+def square_crop(image: np.ndarray, box: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """The square of side ``scale * max(w, h)`` centred on the box, edges replicated outside the image.
+
+    FER2013/FER+ crops are squares about as tall as a YuNet box and centred on it (measured on PublicTest).
+    """
+    x, y, w, h = (float(v) for v in box[:4])
+    side = max(1, int(round(scale * max(w, h, 1.0))))
+    x0 = int(round(x + w / 2 - side / 2))
+    y0 = int(round(y + h / 2 - side / 2))
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])  # integer translation: an exact copy of the pixels
+    return cv2.warpAffine(image, shift, (side, side), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from emotion.core.align import align_face, crop_box
+from emotion.core.align import align_face, crop_box, square_crop
 from emotion.core.vocabulary import canonical_emotion
 from model.manifest import ModelSpec
 
@@ -84,9 +84,20 @@ class CropGray(EmotionClassifier):
         return scaled[:, :, None] if self.channels_last else scaled[None, :, :]
 
 
+class SquareGray48(EmotionClassifier):
+    """Our FER+ model: square grey crop around the box, 48x48, [0, 1], NCHW (model/MODEL_CARD_ferplus.md)."""
+
+    def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(square_crop(bgr, face[:4]), cv2.COLOR_BGR2GRAY)
+        interpolation = cv2.INTER_AREA if gray.shape[0] > 48 else cv2.INTER_LINEAR
+        small = cv2.resize(gray, (48, 48), interpolation=interpolation)
+        return (small.astype(np.float32) / 255.0)[None]
+
+
 PREPROCESSORS: dict[str, type[EmotionClassifier]] = {
     "align112_rgb_pm1": AlignedRGB112,
     "crop_gray64_pm1": CropGray,
+    "crop_gray48_ferplus": SquareGray48,
 }
 
 
