@@ -35,9 +35,9 @@ def labelled_images(root: Path, limit: int = 0) -> list[tuple[Path, str]]:
 def crop_face_row(crop: np.ndarray, detector: YuNetDetector | None) -> tuple[np.ndarray, np.ndarray, bool]:
     """(image, YuNet-style row, aligned?) for a face crop: landmarks from YuNet if it finds the face,
     else the whole crop with template landmarks (alignment then reduces to a plain resize)."""
-    up = cv2.resize(crop, None, fx=CROP_UPSCALE, fy=CROP_UPSCALE, interpolation=cv2.INTER_CUBIC)
-    h, w = up.shape[:2]
     if detector is not None:
+        up = cv2.resize(crop, None, fx=CROP_UPSCALE, fy=CROP_UPSCALE, interpolation=cv2.INTER_CUBIC)
+        h, w = up.shape[:2]
         pad = int(CROP_PAD * max(h, w))
         padded = cv2.copyMakeBorder(up, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         faces = detector.detect(padded)
@@ -46,8 +46,9 @@ def crop_face_row(crop: np.ndarray, detector: YuNetDetector | None) -> tuple[np.
             row[[0, 4, 6, 8, 10, 12]] -= pad
             row[[1, 5, 7, 9, 11, 13]] -= pad
             return up, row, True
+    h, w = crop.shape[:2]
     points = (ARCFACE_112 * [w / 112.0, h / 112.0]).ravel()
-    return up, np.array([0, 0, w, h, *points, 1.0], dtype=np.float32), False
+    return crop, np.array([0, 0, w, h, *points, 1.0], dtype=np.float32), False
 
 
 def classification_report(truth: list[str], pred: list[str], labels: list[str]) -> dict:

@@ -19,6 +19,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def _interpolation(image: np.ndarray, size: int) -> int:
+    """Area averaging when shrinking (no aliasing from large face boxes), bilinear when enlarging."""
+    return cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR
+
+
 class EmotionClassifier(ABC):
     """preprocess (faces → batch) / infer (one session.run) / postprocess (→ probabilities)."""
 
@@ -79,7 +84,8 @@ class CropGray(EmotionClassifier):
     def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
         crop = crop_box(bgr, face[:4], self.margin)
         gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        resized = cv2.resize(gray, (self.size, self.size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        resized = cv2.resize(gray, (self.size, self.size), interpolation=_interpolation(gray, self.size))
+        resized = resized.astype(np.float32)
         scaled = (resized / 255.0 - 0.5) * 2.0
         return scaled[:, :, None] if self.channels_last else scaled[None, :, :]
 
@@ -89,8 +95,7 @@ class SquareGray48(EmotionClassifier):
 
     def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(square_crop(bgr, face[:4]), cv2.COLOR_BGR2GRAY)
-        interpolation = cv2.INTER_AREA if gray.shape[0] > 48 else cv2.INTER_LINEAR
-        small = cv2.resize(gray, (48, 48), interpolation=interpolation)
+        small = cv2.resize(gray, (48, 48), interpolation=_interpolation(gray, 48))
         return (small.astype(np.float32) / 255.0)[None]
 
 
