@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     nms_threshold: float = 0.3
     min_face: int = 0  # minimum face side in input pixels; smaller faces are dropped
     max_faces: int = 100
-    detect_max_side: int = 1280  # images are downscaled to this longest side for detection
+    # Images are downscaled to this longest side for detection: 1024 keeps WIDER full-resolution AP (80.8)
+    # while bounding the detector's activations (peak RSS) on large photos.
+    detect_max_side: int = 1024
 
     # Input limits
     max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding

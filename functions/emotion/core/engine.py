@@ -29,7 +29,7 @@ class DetectOptions:
     score_threshold: float = 0.6
     min_face: int = 0
     max_faces: int = 100
-    max_side: int = 1280
+    max_side: int = 1024
 
 
 def verified_model_path(spec: ModelSpec, model_dir: Path) -> Path:

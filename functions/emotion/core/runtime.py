@@ -35,6 +35,9 @@ def create_session(model: Path | bytes, providers: list[str], threads: int = 0) 
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Memory patterns are planned per input shape; with every image its own size they only pile up
+    # (peak RSS on the scene photos 307 -> 277 MB, same speed).
+    options.enable_mem_pattern = False
     options.log_severity_level = 3
     # Keeps onnxruntime from duplicating DequantizeLinear in front of the int8 MobileFaceNet's rewritten
     # PRelus (model/optimize.py): about 8% faster there, outputs unchanged; no effect on float graphs.
