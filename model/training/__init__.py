@@ -9,29 +9,10 @@ Entry points::
     python -m model.training.export --checkpoint RUN/best.pt --out model/ferplus.onnx
 """
 
-VOCABULARY: tuple[str, ...] = (
-    "neutral",
-    "happiness",
-    "surprise",
-    "sadness",
-    "anger",
-    "disgust",
-    "fear",
-    "contempt",
-)
-"""FER+ emotion vocabulary, in the FER+ vote-column order (= the model's output order)."""
+from emotion.core.vocabulary import EMOTIONS
 
-SYNONYMS: dict[str, str] = {
-    "angry": "anger",
-    "happy": "happiness",
-    "sad": "sadness",
-    "fearful": "fear",
-    "scared": "fear",
-    "surprised": "surprise",
-    "disgusted": "disgust",
-    "contemptuous": "contempt",
-    "calm": "neutral",
-}
+VOCABULARY = EMOTIONS  # FER+ vote-column order = the model's output order
+from emotion.core.vocabulary import canonical_emotion
 
 PREPROCESSING_NAME = "crop_gray48_ferplus"
 INPUT_NAME = "input"
@@ -41,7 +22,7 @@ INPUT_SIZE = 48
 
 def canonical_label(name: str) -> str | None:
     """Map a label or synonym (case-insensitive) onto the vocabulary; ``None`` if unknown."""
-    key = name.strip().lower()
-    if key in VOCABULARY:
-        return key
-    return SYNONYMS.get(key)
+    try:
+        return canonical_emotion(name)
+    except ValueError:
+        return None

@@ -94,13 +94,18 @@ class CropGray(EmotionClassifier):
         return scaled[:, :, None] if self.channels_last else scaled[None, :, :]
 
 
+def square_gray48(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``crop_gray48_ferplus``: square grey crop around the box, 48x48, [0, 1], shape [1, 48, 48]."""
+    gray = cv2.cvtColor(square_crop(bgr, np.asarray(box, dtype=np.float64)), cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(gray, (48, 48), interpolation=_interpolation(gray, 48))
+    return (small.astype(np.float32) / 255.0)[None]
+
+
 class SquareGray48(EmotionClassifier):
-    """Our FER+ model: square grey crop around the box, 48x48, [0, 1], NCHW (model/MODEL_CARD_ferplus.md)."""
+    """Our FER+ model (model/MODEL_CARD_ferplus.md): see :func:`square_gray48`."""
 
     def preprocess_face(self, bgr: np.ndarray, face: np.ndarray) -> np.ndarray:
-        gray = cv2.cvtColor(square_crop(bgr, face[:4]), cv2.COLOR_BGR2GRAY)
-        small = cv2.resize(gray, (48, 48), interpolation=_interpolation(gray, 48))
-        return (small.astype(np.float32) / 255.0)[None]
+        return square_gray48(bgr, face[:4])
 
 
 PREPROCESSORS: dict[str, type[EmotionClassifier]] = {

@@ -20,6 +20,7 @@ from emotion.core.runtime import create_session, resolve_providers
 from emotion.settings import get_settings
 from model.derived import verify_derived
 from model.manifest import ModelSpec, load_manifest, sha256_file
+from model.training.onnx_meta import verify_metadata
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,16 @@ def load_detector(score_threshold: float, nms_threshold: float, providers: list[
     return YuNetDetector(session, score_threshold, nms_threshold)
 
 
+def check_metadata(spec: ModelSpec, metadata: dict[str, str]) -> None:
+    """Models that describe themselves (our own exports) must agree with the manifest on labels and input."""
+    if "labels" not in metadata:
+        return  # upstream files carry no metadata; their sha256 pins them instead
+    try:
+        verify_metadata(metadata, spec.labels, spec.preprocessing, spec.output)
+    except ValueError as exc:
+        raise ModelUnavailable(f"model {spec.name}: file metadata disagrees with the manifest: {exc}") from exc
+
+
 def classifier_names() -> list[str]:
     return load_manifest().names("classifier")
 
@@ -154,6 +165,7 @@ def _engine_for(name: str) -> Engine:
     detector = load_detector(settings.score_threshold, settings.nms_threshold, providers, settings.intra_op_threads)
     spec = manifest.get(name)
     session = create_session(runnable_model_path(spec, settings.model_dir), providers, settings.intra_op_threads)
+    check_metadata(spec, session.get_modelmeta().custom_metadata_map)
     log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
     return Engine(detector, det_spec.version, classifier_for(spec, session))
 

@@ -18,6 +18,8 @@ _SYNONYMS = {
     "happy": "happiness",
     "sad": "sadness",
     "fearful": "fear",
+    "scared": "fear",
+    "calm": "neutral",
     "surprised": "surprise",
     "disgusted": "disgust",
     "contemptuous": "contempt",
