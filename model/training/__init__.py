@@ -9,10 +9,9 @@ Entry points::
     python -m model.training.export --checkpoint RUN/best.pt --out model/ferplus.onnx
 """
 
-from emotion.core.vocabulary import EMOTIONS
+from emotion.core.vocabulary import EMOTIONS, canonical_emotion
 
 VOCABULARY = EMOTIONS  # FER+ vote-column order = the model's output order
-from emotion.core.vocabulary import canonical_emotion
 
 PREPROCESSING_NAME = "crop_gray48_ferplus"
 INPUT_NAME = "input"
