@@ -125,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from model.training.train import main as train_main
 
-    return train_main([args.config, *args.rest])
+    return train_main(args.rest)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -192,12 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", choices=["single", "all", "both"], default="both")
     p.add_argument("--json", metavar="PATH")
     p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("train", help="train an emotion classifier from a run config (needs the train extra)")
-    p.add_argument("config")
+    # train/export hand every argument (and --help) to model.training, which owns their options.
+    p = sub.add_parser("train", add_help=False, help="train a classifier: emotion train CONFIG [options] (train extra)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="export a trained checkpoint to ONNX (needs the train extra)")
+    p = sub.add_parser("export", add_help=False, help="export a checkpoint to ONNX: emotion export --help")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_export)
     return parser
@@ -205,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command in ("train", "export"):
+        args.rest = [*unknown, *args.rest]  # model.training parses its own options
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -85,3 +85,17 @@ def test_bench_prints_the_figures(model_dir):
     for key in ("warm_ms", "per_face_ms", "scenes_ms", "cold_start_s", "peak_rss_mb"):
         assert key in single
     assert single["warm_ms"]["median"] > 0 and single["peak_rss_mb"] > 50
+
+
+def test_train_and_export_hand_their_options_to_the_training_tools():
+    assert "--checkpoint" in run("export", "--help").stdout
+    assert "--max-minutes" in run("train", "--help").stdout
+    proc = run("analyze", "--no-such-option", "x.jpg", check=False)
+    assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
+
+
+def test_our_ferplus_model_reports_eight_emotions(model_dir, scenes):
+    result = json.loads(run("analyze", str(scenes / "fp_multiface.jpg"), "--classifier", "ferplus").stdout)
+    assert len(result["faces"]) == 6
+    assert all(set(face["emotions"]) >= {"contempt", "neutral", "happiness"} for face in result["faces"])
+    assert sum(face["dominant_emotion"] == "happiness" for face in result["faces"]) >= 4
