@@ -90,6 +90,19 @@ def grant_prefixes(
         )
 
 
+
+def dead_letter_queue(scope: Construct, construct_id: str, why_no_dlq_of_its_own: str) -> sqs.Queue:
+    """An encrypted, TLS-only SQS queue that keeps failed events 14 days (its depth is alarmed elsewhere)."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    Validations.of(queue).acknowledge(Acknowledgment(id="AwsSolutions-SQS3", reason=why_no_dlq_of_its_own))
+    return queue
+
 class Functions(Construct):
     """API function and S3-trigger function, one container image, each with its own least-privilege role."""
 
@@ -134,19 +147,11 @@ class Functions(Construct):
         )
 
         # ---- S3 trigger function ------------------------------------------------------------------------
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = dead_letter_queue(
             self,
             "TriggerFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.dead_letter_queue).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the on-failure destination (dead-letter queue) of the S3 trigger "
-                "function; a DLQ of a DLQ would only hide failures. Its depth is alarmed.",
-            )
+            "This queue is itself the on-failure destination (dead-letter queue) of the S3 trigger function; "
+            "a DLQ of a DLQ would only hide failures. Its depth is alarmed.",
         )
         self.trigger_role = self._role("TriggerRole", "Runs the emotion S3-trigger function")
         self.trigger_log_group = log_group(self, "TriggerLogs", config)

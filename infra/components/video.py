@@ -10,13 +10,13 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.components.functions import (
     GPU_DOCKERFILE,
     REPO_ROOT,
     acknowledge_prefix_grants,
+    dead_letter_queue,
     grant_job_access,
     job_grants,
     log_group,
@@ -128,19 +128,10 @@ class GpuVideo(Construct):
         )
 
         # EventBridge: video objects created under uploads/ submit one job with bucket + key parameters.
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = dead_letter_queue(
             self,
             "SubmitFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.dead_letter_queue).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the dead-letter queue of the EventBridge -> Batch target; its depth "
-                "is alarmed.",
-            )
+            "This queue is itself the dead-letter queue of the EventBridge -> Batch target; its depth is alarmed.",
         )
         self.rule = events.Rule(
             self,
