@@ -44,9 +44,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serve import emotion_serve, shared_dir  # noqa: E402
+from _serve import shared_dir  # noqa: E402
 
 from emotion.api.app import create_app
+from emotion.api.server import serve_in_subprocess  # noqa: E402
 from emotion.core.engine import (
     default_options,  # noqa: E402
     get_engine,  # noqa: E402
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.http:
         import httpx
 
-        with emotion_serve() as (base, _proc), httpx.Client(base_url=base, timeout=60) as client:
+        with serve_in_subprocess() as (base, _proc), httpx.Client(base_url=base, timeout=60) as client:
 
             async def run_http() -> None:
                 r = client.post("/v1/analyze", content=data, headers={"content-type": "image/jpeg"})

@@ -26,7 +26,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serve import emotion_serve, rss_mb, shared_dir  # noqa: E402
+from _serve import rss_mb, shared_dir  # noqa: E402
+
+from emotion.api.server import serve_in_subprocess  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     data = image.read_bytes()
     headers = {"content-type": "image/jpeg"}
 
-    with emotion_serve() as (base, proc):
+    with serve_in_subprocess() as (base, proc):
         rss_started = rss_mb(proc.pid)
         with httpx.Client(base_url=base, timeout=60) as client:
             first = client.post("/v1/analyze", content=data, headers=headers)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from emotion.api.server import serve_in_subprocess
 
 pytestmark = pytest.mark.browser
 
@@ -34,39 +33,11 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """`emotion serve --port 0` in a subprocess; yields the URL it prints once it is ready."""
     env = dict(os.environ, EMOTION_DATA_DIR=str(tmp_path_factory.mktemp("emotion-data")), PYTHONUNBUFFERED="1")
     env.pop("EMOTION_API_KEY", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from emotion.cli import main; sys.exit(main(sys.argv[1:]))",
-         "serve", "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    lines: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            match = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
     try:
-        if not ready.wait(120) or not found:
-            pytest.fail("emotion serve did not start:\n" + "".join(lines[-40:]))
-        yield found[0]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with serve_in_subprocess(env) as (url, _proc):
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -37,3 +43,45 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         timeout_graceful_shutdown=10,
     )
     _Server(config).run()
+
+
+@contextmanager
+def serve_in_subprocess(
+    env: dict[str, str] | None = None, timeout_s: float = 120.0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`emotion serve --port 0` in a child process (tests, benchmarks); yields (base URL, process) once the
+    URL is printed, and stops the server on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from emotion.cli import main; sys.exit(main(sys.argv[1:]))",
+         "serve", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"),
+    )
+    found: list[str] = []
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:  # keeps reading so the child never blocks on a full pipe
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if len(lines) < 200:
+                lines.append(line)
+            match = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not ready.wait(timeout_s) or not found:
+            raise RuntimeError("emotion serve did not start:\n" + "".join(lines[-40:]))
+        yield found[0], proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
