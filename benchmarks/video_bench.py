@@ -95,6 +95,9 @@ def main() -> int:
 
     engine = get_engine(args.classifier)
     engine.analyze_array(np.zeros((360, 640, 3), dtype=np.uint8), default_options())  # warm-up
+    from emotion.core.video import analyze_video_file
+
+    analyze_video_file(args.clip, fps=1.0, classifier=args.classifier)  # warms the video path's own engine
     report: dict = {"clip": str(args.clip), "classifier": engine.classifier.spec.version,
                     "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
     if not args.skip_throughput:

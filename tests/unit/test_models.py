@@ -64,3 +64,12 @@ def test_no_faces_classifies_nothing(model_dir):
     blank = np.full((200, 300, 3), 127, np.uint8)
     assert len(engine.detector.detect(blank)) == 0
     assert engine.classifier.classify(blank, np.zeros((0, 15), np.float32)).shape == (0, 7)
+
+
+def test_engines_are_kept_per_classifier_and_thread_count() -> None:
+    from emotion.settings import get_settings
+
+    default = get_settings().intra_op_threads
+    assert get_engine() is get_engine(threads=default) is get_engine("mobilefacenet", threads=default)
+    single = get_engine(threads=1 if default != 1 else 2)  # the video pipeline's single-threaded sessions
+    assert single is not get_engine() and single is get_engine(threads=1 if default != 1 else 2)

@@ -91,3 +91,29 @@ def test_one_processed_frame_still_reports_its_faces() -> None:
     tracker = FaceTracker(min_hits=2)
     tracker.update(0, 0, rows((10, 10, 30, 30), (100, 10, 30, 30)), probs(2))
     assert [t.id for t in tracker.finish()] == [1, 2]
+
+
+def test_a_small_face_does_not_take_over_the_big_face_in_front_of_it() -> None:
+    # fp_video.mp4: a boy walks in front of a woman; her small box lies inside his. By IoU alone (area ratio
+    # 0.3) her track took his face over; a face does not grow 1.8x in 0.2 s.
+    tracker = FaceTracker()
+    small, big = (924, 700, 44, 60), (944, 714, 82, 105)
+    tracker.update(0, 0, rows(small, big), probs(2))
+    tracker.update(200, 1, rows(small, big), probs(2))
+    tracker.update(400, 2, rows(big), probs(1))  # she is hidden behind him
+    assert tracker.update(600, 3, rows((919, 672, 79, 106)), probs(1)) == [2]  # his face, moved: still his
+
+
+def test_established_tracks_choose_before_new_ones() -> None:
+    # A low-score detection on the hair above a face starts a tentative track; when the face moves, the
+    # face's confirmed track must keep it even though the tentative box overlaps the new position more.
+    tracker = FaceTracker(min_track_score=0.7)
+    face = (684, 598, 72, 93)
+    tracker.update(0, 0, rows(face), probs(1))
+    tracker.update(200, 1, rows(face), probs(1))
+    hair = rows((667, 553, 54, 74), score=0.64)
+    tracker.update(400, 2, np.concatenate([rows(face), hair]), probs(2))
+    tracker.update(600, 3, np.concatenate([rows(face), hair]), probs(2))
+    ids = tracker.update(800, 4, rows((646, 581, 73, 92)), probs(1))
+    assert ids == [1]
+    assert [t.id for t in tracker.finish()] == [1]  # the hair track (mean score 0.64) is dropped

@@ -138,9 +138,14 @@ def classifier_names() -> list[str]:
     return load_manifest().names("classifier")
 
 
-def get_engine(classifier: str | None = None) -> Engine:
-    """The process's engine for a classifier (default: the setting), built once per process."""
-    return _engine_for(classifier or get_settings().classifier)
+def get_engine(classifier: str | None = None, threads: int | None = None) -> Engine:
+    """The process's engine for a classifier (default: the setting), built once per process.
+
+    ``threads``: onnxruntime intra-op threads of its sessions (default: the setting). The video pipeline asks
+    for 1 and runs one frame per core instead, which uses the cores better than splitting each small run.
+    """
+    settings = get_settings()
+    return _engine_for(classifier or settings.classifier, settings.intra_op_threads if threads is None else threads)
 
 
 def clear_engines() -> None:
@@ -153,7 +158,7 @@ def engines_loaded() -> int:
 
 
 @lru_cache(maxsize=4)
-def _engine_for(name: str) -> Engine:
+def _engine_for(name: str, threads: int) -> Engine:
     """Keyed by the resolved name, so get_engine() and get_engine("mobilefacenet") share one engine."""
     settings = get_settings()
     manifest = load_manifest()
@@ -162,9 +167,9 @@ def _engine_for(name: str) -> Engine:
     cv2.setNumThreads(settings.intra_op_threads if settings.intra_op_threads > 0 else -1)
     providers = resolve_providers(settings.providers)
     det_spec = manifest.get(manifest.default_detector)
-    detector = load_detector(settings.score_threshold, settings.nms_threshold, providers, settings.intra_op_threads)
+    detector = load_detector(settings.score_threshold, settings.nms_threshold, providers, threads)
     spec = manifest.get(name)
-    session = create_session(runnable_model_path(spec, settings.model_dir), providers, settings.intra_op_threads)
+    session = create_session(runnable_model_path(spec, settings.model_dir), providers, threads)
     check_metadata(spec, session.get_modelmeta().custom_metadata_map)
     log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
     return Engine(detector, det_spec.version, classifier_for(spec, session))

@@ -2,7 +2,9 @@
 
 Each detection of a processed frame is matched to an existing track when their boxes overlap enough
 (IoU against the track's box predicted forward by its velocity) or, for fast motion, when the centres
-are close relative to the face size. Matching is greedy, best pair first, one detection per track.
+are close relative to the face size; either way the sizes must be alike (a face does not grow or shrink
+abruptly). Matching is greedy, best pair first, one detection per track, and confirmed tracks choose before
+tentative ones.
 A track that is not matched survives ``max_gap_ms`` of misses (a turned head, a blink of the detector);
 after that it is closed. Times are container timestamps, so the same settings work at any sampling rate.
 
@@ -95,10 +97,14 @@ class FaceTracker:
         score = self._affinity(self.active, t_ms, boxes)
         assigned: list[int] = [-1] * len(boxes)
         used_tracks: set[int] = set()
-        if score.size:
-            order = np.dstack(np.unravel_index(np.argsort(-score, axis=None), score.shape))[0]
+        # Confirmed tracks choose first, tentative ones take what is left: a fresh false detection next to
+        # a face (hair, a hand) must not take that face over from its established track.
+        is_confirmed = np.array([bool(t.id) for t in self.active], dtype=bool).reshape(-1, 1)
+        for confirmed in (True, False):
+            level = np.where(is_confirmed == confirmed, score, 0.0)
+            order = np.dstack(np.unravel_index(np.argsort(-level, axis=None), level.shape))[0]
             for ti, di in order:
-                if score[ti, di] <= 0:
+                if level[ti, di] <= 0:
                     break
                 if ti in used_tracks or assigned[di] != -1:
                     continue
@@ -162,9 +168,12 @@ class FaceTracker:
             dc = boxes[:, :2] + boxes[:, 2:] / 2
             shift = np.linalg.norm(rc[:, None, :] - dc[None, :, :], axis=2) / size
             ratio = boxes[None, :, 2] / size
-            near = (shift < self.max_centre_shift) & (ratio > 0.6) & (ratio < 1.6)
+            # A face does not change size abruptly; without this a small face's box inside a bigger one that
+            # is now in front of it (IoU = area ratio) took over the bigger face's track.
+            similar_size = (ratio > 0.6) & (ratio < 1.6)
+            near = (shift < self.max_centre_shift) & similar_size
             motion = np.where(near, 0.5 * (1 - shift / self.max_centre_shift), 0.0)
-            scores.append(np.where(iou >= self.iou_threshold, iou + 1.0, motion))
+            scores.append(np.where((iou >= self.iou_threshold) & similar_size, iou + 1.0, motion))
         return np.maximum(scores[0], scores[1])
 
     def visible(self) -> list[Track]:
