@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,12 +115,16 @@ def _workers(options: VideoOptions) -> int:
     return options.workers or get_settings().video_workers or os.cpu_count() or 1
 
 
+_FrameAnalysis = tuple[np.ndarray, np.ndarray, float, float]  # detections, probabilities, detect ms, classify ms
+
+
 @dataclass
 class _Pending:
     index: int
     t_ms: float
     frame: np.ndarray | None
     sampled: bool
+    analysis: Future[_FrameAnalysis] | None = None
 
 
 class _Timer:
@@ -262,7 +266,9 @@ class VideoAnalyzer:
                     next_due += step_ms
                     if next_due <= t_ms:
                         next_due = t_ms + step_ms
-                pending.append(_Pending(index, t_ms, frame, sampled))
+                # Sampled frames start on the workers now, while the next frames are decoded.
+                analysis = self._submit(frame) if sampled and frame is not None else None
+                pending.append(_Pending(index, t_ms, frame, sampled, analysis))
                 if sum(p.sampled for p in pending) >= opts.batch_frames or len(pending) >= opts.max_pending:
                     flush()
                 if bar is not None:
@@ -308,11 +314,10 @@ class VideoAnalyzer:
         """Detect and classify the sampled frames (one per worker at a time), update the tracker in time
         order, and draw the tracks on the pending frames when annotating. Returns frames with faces."""
         classifier = self.engine.classifier
-        frames = [p.frame for p in sampled if p.frame is not None]  # sampled frames always carry pixels
-        analysed = list(self._pool.map(self._analyse_frame, frames)) if self._pool else \
-            [self._analyse_frame(frame) for frame in frames]
         per_frame: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for p, (faces, probs, detect_ms, classify_ms) in zip(sampled, analysed, strict=True):
+        for p in sampled:
+            assert p.analysis is not None  # sampled frames always carry pixels and were submitted
+            faces, probs, detect_ms, classify_ms = p.analysis.result()
             per_frame[p.index] = (faces, probs)
             timer.ms["detect"] += detect_ms
             timer.ms["classify"] += classify_ms
@@ -333,7 +338,14 @@ class VideoAnalyzer:
                 timer.add("annotate", t)
         return with_faces
 
-    def _analyse_frame(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    def _submit(self, frame: np.ndarray) -> Future[_FrameAnalysis]:
+        if self._pool is not None:
+            return self._pool.submit(self._analyse_frame, frame)
+        done: Future[_FrameAnalysis] = Future()
+        done.set_result(self._analyse_frame(frame))
+        return done
+
+    def _analyse_frame(self, frame: np.ndarray) -> _FrameAnalysis:
         """Faces and their class probabilities on one frame, with the detect and classify times (ms)."""
         start = time.perf_counter()
         faces = self.engine.detect(frame, self.detect_options)
