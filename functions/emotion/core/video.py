@@ -101,7 +101,7 @@ class VideoResult(BaseModel):
 @dataclass
 class VideoOptions:
     fps: float | None = 5.0  # None = every frame
-    batch_frames: int = 8  # sampled frames detected and classified together
+    batch_frames: int = 8  # sampled frames in flight before the tracker takes their results (bounds memory)
     max_pending: int = 32  # source frames held while annotating
     iou_threshold: float = 0.25
     max_gap_ms: float = 1000.0  # a track survives this long without a detection
