@@ -46,12 +46,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
-from emotion.api.app import create_app
+from emotion.api.app import create_app  # noqa: E402
 from emotion.api.server import serve_in_subprocess  # noqa: E402
-from emotion.core.engine import (
-    default_options,  # noqa: E402
-    get_engine,  # noqa: E402
-)
+from emotion.core.engine import default_options, get_engine  # noqa: E402
 from emotion.settings import get_settings  # noqa: E402
 
 BOUNDARY = "benchBoundary0123456789"

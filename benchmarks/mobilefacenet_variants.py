@@ -49,7 +49,7 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.optimize import build_batched_classifier, dequantize_graph, make_batch_dynamic  # noqa: E402
+from emotion.model.optimize import build_batched_classifier, dequantize_graph, make_batch_dynamic  # noqa: E402
 
 MODEL_NAME = "facial_expression_recognition_mobilefacenet_2022july_int8.onnx"
 LEVELS = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def main(model_dir: str) -> int:
     """Verify the default models; returns the process exit status."""
-    manifest = json.loads(resources.files("model").joinpath("manifest.json").read_text())
+    manifest = json.loads(resources.files("emotion.model").joinpath("manifest.json").read_text())
     by_name = {m["name"]: m for m in manifest["models"]}
     wanted = {manifest["default_detector"], manifest["default_classifier"]}
     failures = []

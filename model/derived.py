@@ -13,7 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from model.manifest import ModelSpec, sha256_file
+from emotion.core.manifest import ModelSpec, sha256_file
+from emotion.core.model_files import derived_path, derived_sidecar, verify_derived
 
 
 def dynamic_detector_input(src: Path, dst: Path) -> dict:
@@ -32,7 +33,7 @@ def dynamic_detector_input(src: Path, dst: Path) -> dict:
 
 def batched_classifier(src: Path, dst: Path) -> dict:
     """The classifier with a symbolic batch dimension (see model/optimize.py)."""
-    from model.optimize import build_batched_classifier
+    from emotion.model.optimize import build_batched_classifier
 
     return build_batched_classifier(src, dst)
 
@@ -41,14 +42,6 @@ TRANSFORMS: dict[str, Callable[[Path, Path], dict]] = {
     "dynamic_hw": dynamic_detector_input,
     "batched": batched_classifier,
 }
-
-
-def derived_path(spec: ModelSpec, model_dir: Path) -> Path:
-    return model_dir / f"{Path(spec.file).stem}.{spec.derive}.onnx"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
 
 
 def _atomic_write(dst: Path, data: bytes) -> None:
@@ -67,19 +60,5 @@ def build_derived(spec: ModelSpec, model_dir: Path) -> Path | None:
         return target
     info = TRANSFORMS[spec.derive](model_dir / spec.file, target)
     record = {"source_sha256": spec.sha256, "sha256": sha256_file(target), **info}
-    _atomic_write(_sidecar(target), json.dumps(record, indent=2, sort_keys=True).encode())
+    _atomic_write(derived_sidecar(target), json.dumps(record, indent=2, sort_keys=True).encode())
     return target
-
-
-def verify_derived(spec: ModelSpec, model_dir: Path) -> Path | None:
-    """The derived file if it was built from this exact source and is intact, else None."""
-    if not spec.derive:
-        return None
-    target = derived_path(spec, model_dir)
-    try:
-        record = json.loads(_sidecar(target).read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get("source_sha256") != spec.sha256 or not target.is_file():
-        return None
-    return target if sha256_file(target) == record.get("sha256") else None

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.derived import build_derived
-from model.manifest import ModelSpec, bundled_path, load_manifest, sha256_file
+from emotion.core.manifest import ModelSpec, bundled_path, load_manifest, sha256_file
+from emotion.model.derived import build_derived
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def model_dir(shared_dir: Path) -> Path:
     """The models, fetched from the shared mirror into the configured model dir (a no-op when present)."""
+    from emotion.model.fetch import fetch_models
     from emotion.settings import get_settings
-    from model.fetch import fetch_models
 
     directory = get_settings().model_dir
     fetch_models(directory, shared_dir / "models")

@@ -1,17 +1,95 @@
-"""The ``emotion`` command line: analyze, video, serve, models, eval-classify, eval-detect, bench, train."""
+"""The ``emotion`` command line: analyze, video, serve, models, eval-classify, eval-detect, bench, train, export."""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from emotion import __version__
 from emotion.core.errors import EmotionError
 
+# OpenCV prints its own "[ WARN:0@0.1] global cap.cpp ..." lines to stderr; our messages say what went wrong.
+# The variable must be set before cv2 is first imported (every command imports it lazily, after this).
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
+EXIT_CODES = "exit status: 0 all inputs done, 1 some inputs failed (each is reported), 2 usage error or the " \
+             "command cannot run here (missing models, missing extra)"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
+ANNOTATE_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
+TRAIN_EXTRA = "pip install -e '.[train]' in a checkout (or pip install 'emotion-service[train]')"
+
+
+class UsageError(Exception):
+    """A problem with how the command was called (exit status 2)."""
+
+
+# --------------------------------------------------------------------------------------- argument types
+def _int_at_least(low: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {low}, not {value}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _int_at_least(0, "the port")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"the port must be at most 65535, not {value}")
+    return value
+
+
+def _fps(text: str) -> float | None:
+    """A positive number of frames per second, or 'all' (every frame, returned as None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second or 'all'") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"frames per second must be above 0 and at most 1000, not {text}")
+    return value
+
+
+def _annotate_path(text: str) -> Path:
+    """An output image path whose extension picks the format: .jpg/.jpeg, .png or .webp."""
+    path = Path(text)
+    if path.suffix.lower() not in ANNOTATE_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the extension picks the format; use .jpg, .png or .webp (not {path.suffix or 'none'!r})"
+        )
+    return path
+
+
+def _mp4_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".mp4":
+        raise argparse.ArgumentTypeError(f"{text!r}: the annotated video is written as MP4; name it *.mp4")
+    return path
+
+
+def _classifier_names() -> list[str]:
+    from emotion.core.manifest import load_manifest
+
+    return load_manifest().names("classifier")
+
+
+# ------------------------------------------------------------------------------------------------ output
 def _write_json(obj: object, path: str | None) -> None:
+    """Pretty JSON to PATH, or to stdout when PATH is None or '-'."""
     text = json.dumps(obj, indent=2)
     if path and path != "-":
         Path(path).write_text(text + "\n", encoding="utf-8")
@@ -19,43 +97,98 @@ def _write_json(obj: object, path: str | None) -> None:
         print(text)
 
 
+def _print_line(obj: object) -> None:
+    """One JSON Lines record on stdout, flushed so a pipe sees each result as soon as it is ready."""
+    print(json.dumps(obj, separators=(",", ":")), flush=True)
+
+
+def expand_inputs(items: list[str]) -> Iterator[tuple[str, Path | None]]:
+    """(name, path) per image: files as given, folders searched recursively by image extension, globs
+    expanded (also when the shell did not). A name that matches nothing yields (name, None)."""
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                yield item, None
+            for p in found:
+                yield str(p), p
+        elif not path.exists() and glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                yield item, None
+            for p in files:
+                yield str(p), p
+        else:
+            yield item, path
+
+
+# ---------------------------------------------------------------------------------------------- commands
 def cmd_analyze(args: argparse.Namespace) -> int:
     from emotion.core.annotate import annotate
     from emotion.core.engine import analyze
     from emotion.core.imageio import decode_image, encode_image
     from emotion.settings import get_settings
 
+    inputs = list(expand_inputs(args.images))
     results: list[dict] = []
     status = 0
-    for index, image in enumerate(args.images):
-        path = Path(image)
+    for index, (name, path) in enumerate(inputs):
         try:
+            if path is None:
+                raise FileNotFoundError(f"no such file, folder or glob match (folders are searched for "
+                                        f"{', '.join(IMAGE_SUFFIXES)})")
             data = path.read_bytes()
             result = analyze(data, classifier=args.classifier, min_face=args.min_face, max_faces=args.max_faces)
         except (OSError, EmotionError) as exc:
-            message = exc.message if isinstance(exc, EmotionError) else str(exc)
+            if isinstance(exc, EmotionError) and exc.status >= 500:
+                raise  # the set-up, not this input (e.g. models missing): exit 2 with the message
+            message = exc.message if isinstance(exc, EmotionError) else (exc.strerror or str(exc))
             code = exc.code if isinstance(exc, EmotionError) else "unreadable_file"
-            print(f"emotion: {image}: {message}", file=sys.stderr)
-            results.append({"file": image, "error": {"code": code, "message": message}})
+            print(f"emotion: {name}: {message}", file=sys.stderr)
+            record: dict = {"file": name, "error": {"code": code, "message": message}}
             status = 1
-            continue
-        results.append({"file": image, **result.model_dump()})
-        if args.annotate:
-            settings = get_settings()
-            out = Path(args.annotate)
-            if len(args.images) > 1:  # one annotated file per input: OUT_STEM-<index>-<name>.jpg
-                out = out.with_name(f"{out.stem}-{index}-{path.stem}{out.suffix or '.jpg'}")
-            bgr = decode_image(data, settings.max_pixels, settings.max_side)
-            fmt = "png" if out.suffix.lower() == ".png" else "jpeg"
-            out.write_bytes(encode_image(annotate(bgr, result), fmt))
-    _write_json(results[0] if len(results) == 1 else results, args.json)
+        else:
+            record = {"file": name, **result.model_dump()}
+            if args.annotate:
+                out: Path = args.annotate
+                if len(inputs) > 1:  # one annotated file per input: OUT_STEM-<index>-<name>.<ext>
+                    out = out.with_name(f"{out.stem}-{index}-{path.stem}{out.suffix}")
+                settings = get_settings()
+                bgr = decode_image(data, settings.max_pixels, settings.max_side)
+                out.write_bytes(encode_image(annotate(bgr, result), ANNOTATE_FORMATS[out.suffix.lower()]))
+        if args.json:
+            results.append(record)
+        else:
+            _print_line(record)
+    if args.json:
+        _write_json(results, args.json)
     return status
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    from emotion.core.video import analyze_video_file
+
+    try:
+        result = analyze_video_file(Path(args.video), fps=args.fps, classifier=args.classifier,
+                                    annotate_path=args.annotate, progress=sys.stderr.isatty())
+    except (OSError, EmotionError) as exc:
+        if isinstance(exc, EmotionError) and exc.status >= 500:
+            raise
+        print(f"emotion: {args.video}: {exc.message if isinstance(exc, EmotionError) else exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _write_json(result.model_dump(), args.json)
+    else:
+        _print_line({"file": args.video, **result.model_dump()})
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    from emotion.core.manifest import load_manifest
+    from emotion.model.fetch import FetchError, fetch_models
     from emotion.settings import get_settings
-    from model.fetch import FetchError, fetch_models
-    from model.manifest import load_manifest
 
     settings = get_settings()
     if args.models_command == "list":
@@ -80,7 +213,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_classify(args: argparse.Namespace) -> int:
-    from model.evaluate import evaluate_classifier
+    from emotion.model.evaluate import evaluate_classifier
 
     report = evaluate_classifier(Path(args.dir), classifier=args.classifier, limit=args.limit,
                                  align=args.align)
@@ -89,7 +222,7 @@ def cmd_eval_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_detect(args: argparse.Namespace) -> int:
-    from model.evaluate import evaluate_detector
+    from emotion.model.evaluate import evaluate_detector
 
     report = evaluate_detector(Path(args.images_dir), Path(args.gt), max_side=args.max_side)
     _write_json(report, args.json)
@@ -97,21 +230,10 @@ def cmd_eval_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from model.bench import run_bench
+    from emotion.model.bench import run_bench
 
     report = run_bench(classifier=args.classifier, repeats=args.repeats, modes=args.threads)
     _write_json(report, args.json)
-    return 0
-
-
-def cmd_video(args: argparse.Namespace) -> int:
-    from emotion.core.video import analyze_video_file
-
-    fps = None if args.fps == "all" else float(args.fps)
-    result = analyze_video_file(Path(args.video), fps=fps, classifier=args.classifier,
-                                annotate_path=Path(args.annotate) if args.annotate else None,
-                                progress=sys.stderr.isatty())
-    _write_json(result.model_dump(), args.json)
     return 0
 
 
@@ -123,81 +245,115 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.training.train import main as train_main
+    from emotion.model.training.train import main as train_main
 
     return train_main(args.rest)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from model.training.export import main as export_main
+    from emotion.model.training.export import main as export_main
 
     return export_main(args.rest)
 
 
+# ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotion", description="Facial-emotion recognition.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="emotion", description="Facial-emotion recognition: faces, boxes and emotions in photos and videos.",
+        epilog=EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"emotion {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (and OpenCV's log) to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    classifiers = _classifier_names()
+    classifier_help = "emotion classifier (default: the EMOTION_CLASSIFIER setting)"
 
-    p = sub.add_parser("analyze", help="detect faces and classify their emotions in images")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--json", metavar="PATH", help="write the result JSON here instead of stdout")
-    p.add_argument("--annotate", metavar="PATH", help="write the annotated image here (.jpg or .png)")
-    p.add_argument("--classifier", help="classifier name from the manifest (emotion models list)")
-    p.add_argument("--min-face", type=int, default=None, help="drop faces smaller than this (px)")
-    p.add_argument("--max-faces", type=int, default=None)
+    p = sub.add_parser(
+        "analyze", help="faces and their emotions in images (JSON Lines on stdout)",
+        description="Detect faces and classify their emotions. Prints JSON Lines: one result per input on "
+                    'stdout, as {"file": ..., "image", "faces", "models", "timings_ms"} or {"file": ..., '
+                    '"error": {"code", "message"}}.',
+        epilog=EXIT_CODES,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, folders (searched recursively for image extensions) or globs ('**' recurses)")
+    p.add_argument("--json", metavar="PATH", help="write one JSON array of all results to PATH instead of stdout "
+                                                  "('-': stdout)")
+    p.add_argument("--annotate", metavar="PATH", type=_annotate_path,
+                   help="write the image with boxes and labels here; the extension picks the format (.jpg, .png, "
+                        ".webp); with several inputs, one file each: PATH_STEM-<n>-<name>.<ext>")
+    p.add_argument("--classifier", choices=classifiers, help=classifier_help)
+    p.add_argument("--min-face", type=_int_at_least(0, "--min-face"), default=None, metavar="PX",
+                   help="drop faces smaller than this many pixels (default: the EMOTION_MIN_FACE setting)")
+    p.add_argument("--max-faces", type=_int_at_least(1, "--max-faces"), default=None, metavar="N",
+                   help="keep at most the N most confident faces (default: the EMOTION_MAX_FACES setting)")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("video", help="track faces through a video and classify their emotions over time")
-    p.add_argument("video", metavar="VIDEO")
-    p.add_argument("--fps", default="5", help="frames sampled per second, or 'all' (default 5)")
-    p.add_argument("--json", metavar="PATH")
-    p.add_argument("--annotate", metavar="OUT.mp4", help="write an annotated MP4 (source size and frame rate)")
-    p.add_argument("--classifier")
+    p = sub.add_parser(
+        "video", help="track faces through a video and classify their emotions over time",
+        description="Track faces through a video: tracks, persons and their emotions over time. Prints one JSON "
+                    "line on stdout (or writes --json PATH).",
+        epilog=EXIT_CODES,
+    )
+    p.add_argument("video", metavar="VIDEO", help="a video file (MP4, MOV, WebM, AVI, MKV)")
+    p.add_argument("--fps", type=_fps, default=5.0, metavar="N|all",
+                   help="frames sampled per second, or 'all' for every frame (default: 5)")
+    p.add_argument("--json", metavar="PATH", help="write the result (pretty JSON) to PATH instead of stdout")
+    p.add_argument("--annotate", metavar="OUT.mp4", type=_mp4_path,
+                   help="write an annotated MP4 (source size and frame rate)")
+    p.add_argument("--classifier", choices=classifiers, help=classifier_help)
     p.set_defaults(func=cmd_video)
 
-    p = sub.add_parser("serve", help="run the HTTP API and web page locally (embedded storage and worker)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p = sub.add_parser("serve", help="run the HTTP API and web page locally (embedded storage and worker)",
+                       epilog="exit status: 0 stopped with Ctrl+C, 2 the address cannot be used")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port; 0 picks a free one (default: 8000)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list or fetch the ONNX models")
-    msub = p.add_subparsers(dest="models_command", required=True)
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     f = msub.add_parser("fetch", help="copy from a mirror (--from) or download; verify sha256")
-    f.add_argument("names", nargs="*", help="model names (default: all)")
+    f.add_argument("names", nargs="*", metavar="NAME", help="model names (default: all)")
     f.add_argument("--from", dest="source", metavar="DIR", help="local mirror, e.g. ../shared/models")
-    f.add_argument("--dest", metavar="DIR", help="model directory (default: EMOTION_MODEL_DIR)")
-    msub.add_parser("list", help="models in the manifest and whether they are present")
+    f.add_argument("--dest", metavar="DIR", help="model directory (default: the EMOTION_MODEL_DIR setting)")
+    msub.add_parser("list", help="models in the manifest and whether they are present (JSON)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval-classify", help="accuracy on DIR/<label>/*.png|jpg face crops; prints JSON")
-    p.add_argument("dir")
-    p.add_argument("--classifier")
-    p.add_argument("--limit", type=int, default=0, help="at most this many images per class (0: all)")
+    p.add_argument("dir", metavar="DIR", help="folder with one sub-folder of face crops per emotion label")
+    p.add_argument("--classifier", choices=classifiers, help=classifier_help)
+    p.add_argument("--limit", type=_int_at_least(0, "--limit"), default=0, metavar="N",
+                   help="at most N images per class (default: 0, all)")
     p.add_argument("--align", choices=["auto", "never"], default="auto",
-                   help="auto: detect on each crop for landmarks, fall back to the whole crop")
-    p.add_argument("--json", metavar="PATH")
+                   help="auto: detect on each crop for landmarks, fall back to the whole crop (default: auto)")
+    p.add_argument("--json", metavar="PATH", help="write the report to PATH instead of stdout")
     p.set_defaults(func=cmd_eval_classify)
 
     p = sub.add_parser("eval-detect", help="AP50 of the detector against a ground-truth CSV; prints JSON")
-    p.add_argument("images_dir")
-    p.add_argument("--gt", required=True, help="CSV with columns image,x,y,w,h[,invalid]")
-    p.add_argument("--max-side", type=int, default=None, help="detection size (default: the setting; 0: full)")
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of the images named in the CSV")
+    p.add_argument("--gt", required=True, metavar="CSV", help="CSV with columns image,x,y,w,h[,invalid]")
+    p.add_argument("--max-side", type=_int_at_least(0, "--max-side"), default=None, metavar="PX",
+                   help="detection size (default: the EMOTION_DETECT_MAX_SIDE setting; 0: full size)")
+    p.add_argument("--json", metavar="PATH", help="write the report to PATH instead of stdout")
     p.set_defaults(func=cmd_eval_detect)
 
     p = sub.add_parser("bench", help="latency, cold start and memory figures; prints JSON")
-    p.add_argument("--classifier")
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--threads", choices=["single", "all", "both"], default="both")
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--classifier", choices=classifiers, help=classifier_help)
+    p.add_argument("--repeats", type=_int_at_least(1, "--repeats"), default=30, metavar="N",
+                   help="timed runs per figure (default: 30)")
+    p.add_argument("--threads", choices=["single", "all", "both"], default="both",
+                   help="onnxruntime threads: one, all cores, or both runs (default: both)")
+    p.add_argument("--json", metavar="PATH", help="write the report to PATH instead of stdout")
     p.set_defaults(func=cmd_bench)
-    # train/export hand every argument (and --help) to model.training, which owns their options.
-    p = sub.add_parser("train", add_help=False, help="train a classifier: emotion train CONFIG [options] (train extra)")
+
+    # train/export hand every argument (and --help) to emotion.model.training, which owns their options.
+    p = sub.add_parser("train", add_help=False,
+                       help="train a classifier: emotion train CONFIG [options]; --help lists them (train extra)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", add_help=False, help="export a checkpoint to ONNX: emotion export --help")
+    p = sub.add_parser("export", add_help=False,
+                       help="export a checkpoint to ONNX; emotion export --help lists the options (train extra)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_export)
     return parser
@@ -207,13 +363,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command in ("train", "export"):
-        args.rest = [*unknown, *args.rest]  # model.training parses its own options
+        args.rest = [*unknown, *args.rest]  # emotion.model.training parses its own options
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        os.environ["OPENCV_LOG_LEVEL"] = "INFO"
     try:
         return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        if args.command in ("train", "export") and (exc.name or "").split(".")[0] == "torch":
+            print(f"emotion {args.command} needs PyTorch, from the train extra: {TRAIN_EXTRA}", file=sys.stderr)
+            return 2
+        raise
     except EmotionError as exc:
         print(f"emotion: {exc.message}", file=sys.stderr)
         return 2

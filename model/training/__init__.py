@@ -5,8 +5,8 @@ Torch is imported only by the training / export modules (``net``, ``augment``, `
 
 Entry points::
 
-    python -m model.training.train CONFIG.json
-    python -m model.training.export --checkpoint RUN/best.pt --out model/ferplus.onnx
+    python -m emotion.model.training.train CONFIG.json
+    python -m emotion.model.training.export --checkpoint RUN/best.pt --out model/ferplus.onnx
 """
 
 from emotion.core.vocabulary import EMOTIONS, canonical_emotion

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from model.training.config import AugmentConfig
+from emotion.model.training.config import AugmentConfig
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:

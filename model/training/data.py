@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.training import INPUT_SIZE, VOCABULARY, canonical_label
+from emotion.model.training import INPUT_SIZE, VOCABULARY, canonical_label
 
 FERPLUS_COLUMNS = (*VOCABULARY, "unknown", "NF")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}

@@ -1,6 +1,6 @@
 """Export a checkpoint to ONNX, check it, optionally quantize to int8, evaluate and benchmark.
 
-``python -m model.training.export --checkpoint RUN/best.pt --out model/ferplus.onnx [--int8 OUT] [--bench]``
+``python -m emotion.model.training.export --checkpoint RUN/best.pt --out model/ferplus.onnx [--int8 OUT] [--bench]``
 
 Prints a JSON report (also written to ``--report``): ORT-vs-PyTorch agreement, validation accuracy and
 per-class recall of the ONNX file(s) through onnxruntime, int8 accuracy cost, single-thread latency.
@@ -21,12 +21,13 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from model.training import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME, VOCABULARY
-from model.training.config import TrainConfig
-from model.training.data import FaceSet, expand_path, load_set
-from model.training.net import FerNet
-from model.training.onnx_meta import build_metadata, read_metadata, verify_metadata
-from model.training.train import metrics
+from emotion.core.model_files import verify_metadata
+from emotion.model.training import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME, VOCABULARY
+from emotion.model.training.config import TrainConfig
+from emotion.model.training.data import FaceSet, expand_path, load_set
+from emotion.model.training.net import FerNet
+from emotion.model.training.onnx_meta import build_metadata, read_metadata
+from emotion.model.training.train import metrics
 
 
 def load_checkpoint(path: str | Path) -> tuple[FerNet, TrainConfig, dict[str, Any]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.training import VOCABULARY
-from model.training.config import ModelConfig
+from emotion.model.training import VOCABULARY
+from emotion.model.training.config import ModelConfig
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:

@@ -13,10 +13,9 @@ Keys in ``metadata_props``:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
-from model.training import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME, PREPROCESSING_NAME, VOCABULARY
+from emotion.model.training import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME, PREPROCESSING_NAME, VOCABULARY
 
 PREPROCESSING_SPEC: dict[str, Any] = {
     "name": PREPROCESSING_NAME,
@@ -73,22 +72,3 @@ def read_metadata(path: str) -> dict[str, str]:
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     return dict(sess.get_modelmeta().custom_metadata_map)
-
-
-def verify_metadata(
-    metadata: dict[str, str], labels: Sequence[str], preprocessing: str, output: str | None = None
-) -> None:
-    """Raise ``ValueError`` unless the file's labels / preprocessing (/ output kind) match the manifest."""
-    problems = []
-    try:
-        got_labels = json.loads(metadata.get("labels", "null"))
-    except json.JSONDecodeError:
-        got_labels = None
-    if got_labels != list(labels):
-        problems.append(f"labels {got_labels!r} != manifest {list(labels)!r}")
-    if metadata.get("preprocessing") != preprocessing:
-        problems.append(f"preprocessing {metadata.get('preprocessing')!r} != manifest {preprocessing!r}")
-    if output is not None and metadata.get("output") != output:
-        problems.append(f"output {metadata.get('output')!r} != manifest {output!r}")
-    if problems:
-        raise ValueError("ONNX metadata does not match: " + "; ".join(problems))

@@ -1,4 +1,4 @@
-"""Training loop: ``python -m model.training.train CONFIG [--epochs N] [--max-minutes M] [--out-dir DIR]``.
+"""Training loop: ``python -m emotion.model.training.train CONFIG [--epochs N] [--max-minutes M] [--out-dir DIR]``.
 
 Writes ``OUT_DIR/best.pt`` (state dict + config + metrics) and appends JSON lines to
 ``OUT_DIR/results.jsonl`` (``config``, one ``epoch`` record per epoch, ``final``).
@@ -27,11 +27,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from model.training import VOCABULARY  # noqa: E402
-from model.training.augment import augment_batch  # noqa: E402
-from model.training.config import TrainConfig, load_config  # noqa: E402
-from model.training.data import FaceSet, expand_path, load_set  # noqa: E402
-from model.training.net import FerNet, count_macs  # noqa: E402
+from emotion.model.training import VOCABULARY  # noqa: E402
+from emotion.model.training.augment import augment_batch  # noqa: E402
+from emotion.model.training.config import TrainConfig, load_config  # noqa: E402
+from emotion.model.training.data import FaceSet, expand_path, load_set  # noqa: E402
+from emotion.model.training.net import FerNet, count_macs  # noqa: E402
 
 
 def set_seeds(seed: int) -> None:

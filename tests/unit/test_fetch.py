@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from model.fetch import FetchError, fetch_models, fetch_one
-from model.manifest import load_manifest
+from emotion.core.manifest import load_manifest
+from emotion.model.fetch import FetchError, fetch_models, fetch_one
 
 YUNET = "face_detection_yunet_2023mar.onnx"
 

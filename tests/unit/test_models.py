@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.core.engine import get_engine, verified_model_path
+from emotion.core.engine import get_engine
+from emotion.core.manifest import load_manifest
+from emotion.core.model_files import verified_model_path
 from emotion.core.vocabulary import EMOTIONS
-from model.manifest import load_manifest
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from model.optimize import BATCH_DIM, build_batched_classifier, prelu_to_mul_max  # noqa: E402
+from emotion.model.optimize import BATCH_DIM, build_batched_classifier, prelu_to_mul_max  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("EMOTION_SHARED_DIR", REPO.parent / "shared"))

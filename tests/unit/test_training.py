@@ -12,10 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from model.training import PREPROCESSING_NAME, VOCABULARY, canonical_label  # noqa: E402
-from model.training.config import DataConfig, ModelConfig, TrainConfig, load_config  # noqa: E402
-from model.training.data import ferplus_distribution, ferplus_majority, load_imagefolder  # noqa: E402
-from model.training.onnx_meta import read_metadata, verify_metadata  # noqa: E402
+from emotion.core.model_files import verify_metadata  # noqa: E402
+from emotion.model.training import PREPROCESSING_NAME, VOCABULARY, canonical_label  # noqa: E402
+from emotion.model.training.config import DataConfig, ModelConfig, TrainConfig, load_config  # noqa: E402
+from emotion.model.training.data import ferplus_distribution, ferplus_majority, load_imagefolder  # noqa: E402
+from emotion.model.training.onnx_meta import read_metadata  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("EMOTION_SHARED_DIR", REPO.parent / "shared"))
@@ -53,8 +54,8 @@ def test_imagefolder_synonyms(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (TRAIN_DIR / "label.csv").exists(), reason="FER+ training data not staged")
 def test_train_export_load(tmp_path: Path) -> None:
-    from model.training.export import main as export_main
-    from model.training.train import train
+    from emotion.model.training.export import main as export_main
+    from emotion.model.training.train import train
 
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"),
@@ -107,7 +108,7 @@ def test_train_export_load(tmp_path: Path) -> None:
 
     # The normal classifier path of the runtime engine, where it knows this preprocessing.
     from emotion.core import classifiers
-    from model.manifest import InputSpec, ModelSpec
+    from emotion.core.manifest import InputSpec, ModelSpec
 
     if PREPROCESSING_NAME not in classifiers.PREPROCESSORS:
         pytest.skip(f"runtime engine has no {PREPROCESSING_NAME} yet")
@@ -137,7 +138,7 @@ def test_train_export_load(tmp_path: Path) -> None:
 def test_crop_gray48_ferplus_reference() -> None:
     import cv2
 
-    from model.training.preprocess import crop_gray48_ferplus, square_crop
+    from emotion.model.training.preprocess import crop_gray48_ferplus, square_crop
 
     gray = np.arange(48 * 48, dtype=np.int64).reshape(48, 48).astype(np.uint8)
     bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)

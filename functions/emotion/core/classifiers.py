@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from emotion.core.align import align_face, crop_box, square_crop
+from emotion.core.manifest import ModelSpec
 from emotion.core.vocabulary import canonical_emotion
-from model.manifest import ModelSpec
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

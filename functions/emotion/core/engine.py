@@ -6,21 +6,19 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from emotion.core.classifiers import EmotionClassifier, classifier_for
 from emotion.core.detector import YuNetDetector
-from emotion.core.errors import BadParameter, ModelUnavailable
+from emotion.core.errors import BadParameter
 from emotion.core.imageio import decode_image
+from emotion.core.manifest import load_manifest
+from emotion.core.model_files import check_metadata, runnable_model_path
 from emotion.core.results import AnalysisResult, Box, Face, ImageSize, Landmarks, ModelsUsed
 from emotion.core.runtime import create_session, resolve_providers
 from emotion.settings import get_settings
-from model.derived import verify_derived
-from model.manifest import ModelSpec, load_manifest, sha256_file
-from model.training.onnx_meta import verify_metadata
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +29,6 @@ class DetectOptions:
     min_face: int = 0
     max_faces: int = 100
     max_side: int = 1024
-
-
-def verified_model_path(spec: ModelSpec, model_dir: Path) -> Path:
-    """The model file in ``model_dir``, checked against the manifest's size and sha256."""
-    path = model_dir / spec.file
-    if not path.is_file():
-        raise ModelUnavailable(
-            f"model {spec.name} is missing from {model_dir}; run `emotion models fetch` (or set EMOTION_MODEL_DIR)"
-        )
-    if path.stat().st_size != spec.size or sha256_file(path) != spec.sha256:
-        raise ModelUnavailable(f"model file {path} fails its sha256 check; run `emotion models fetch` again")
-    return path
 
 
 class Engine:
@@ -104,17 +90,6 @@ class Engine:
         )
 
 
-def runnable_model_path(spec: ModelSpec, model_dir: Path) -> Path:
-    """The verified file to load: the fetch-time derived graph when the model has one."""
-    verified_model_path(spec, model_dir)
-    if not spec.derive:
-        return model_dir / spec.file
-    derived = verify_derived(spec, model_dir)
-    if derived is None:
-        raise ModelUnavailable(f"model {spec.name}: its derived graph is missing or stale; run `emotion models fetch`")
-    return derived
-
-
 def load_detector(score_threshold: float, nms_threshold: float, providers: list[str], threads: int) -> YuNetDetector:
     """A YuNet detector on its own session (the engine's, or one with other thresholds for evaluation)."""
     settings = get_settings()
@@ -122,16 +97,6 @@ def load_detector(score_threshold: float, nms_threshold: float, providers: list[
     spec = manifest.get(manifest.default_detector)
     session = create_session(runnable_model_path(spec, settings.model_dir), providers, threads)
     return YuNetDetector(session, score_threshold, nms_threshold)
-
-
-def check_metadata(spec: ModelSpec, metadata: dict[str, str]) -> None:
-    """Models that describe themselves (our own exports) must agree with the manifest on labels and input."""
-    if "labels" not in metadata:
-        return  # upstream files carry no metadata; their sha256 pins them instead
-    try:
-        verify_metadata(metadata, spec.labels, spec.preprocessing, spec.output)
-    except ValueError as exc:
-        raise ModelUnavailable(f"model {spec.name}: file metadata disagrees with the manifest: {exc}") from exc
 
 
 def classifier_names() -> list[str]:

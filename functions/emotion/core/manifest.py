@@ -1,4 +1,8 @@
-"""The model manifest (``model/manifest.json``): which ONNX files exist, how to verify and feed them."""
+"""The model manifest (``model/manifest.json``): which ONNX files exist, how to verify and feed them.
+
+The file lives in the repository's ``model/`` folder, installed as the data package ``emotion.model``; reading
+it imports only that package's light ``__init__`` (no tooling).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+# The repository's model/ folder: manifest, our ONNX files, model cards (and the offline tooling).
+ARTEFACTS_PACKAGE = "emotion.model"
 
 
 class InputSpec(BaseModel):
@@ -25,7 +32,7 @@ class ModelSpec(BaseModel):
 
     name: str
     version: str
-    role: Literal["detector", "classifier"]
+    role: Literal["detector", "classifier", "identity"]
     file: str
     size: int
     sha256: str
@@ -61,13 +68,13 @@ class Manifest(BaseModel):
 @lru_cache(maxsize=1)
 def load_manifest() -> Manifest:
     """The manifest shipped with the package (parsed once per process)."""
-    text = (resources.files("model") / "manifest.json").read_text(encoding="utf-8")
+    text = (resources.files(ARTEFACTS_PACKAGE) / "manifest.json").read_text(encoding="utf-8")
     return Manifest.model_validate(json.loads(text))
 
 
 def bundled_path(spec: ModelSpec) -> Path:
-    """Where a model shipped inside the ``model`` package lives."""
-    return Path(str(resources.files("model") / spec.file))
+    """Where a model shipped inside the package (our own trained models) lives."""
+    return Path(str(resources.files(ARTEFACTS_PACKAGE) / spec.file))
 
 
 def sha256_file(path: Path) -> str:
