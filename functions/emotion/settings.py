@@ -12,8 +12,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_model_dir() -> Path:
-    # Inside the environment the CLI was installed into (e.g. .venv/share), never the home folder.
-    return Path(sys.prefix) / "share" / "emotion-models"
+    """Inside the virtual environment the package is installed into (``.venv/share/emotion-models``); for an
+    install outside any venv, the per-user cache folder (``platformdirs``). EMOTION_MODEL_DIR overrides both."""
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix) / "share" / "emotion-models"
+    from platformdirs import user_cache_path
+
+    return user_cache_path("emotion-service", appauthor=False) / "models"
 
 
 class Settings(BaseSettings):
@@ -43,6 +48,11 @@ class Settings(BaseSettings):
     max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding
     max_body_bytes: int = 6_000_000  # Lambda's synchronous payload is 6 MB
     max_side: int = 20_000
+    # Memory one image decode may take, estimated from the header before decoding (imageio.decode_cost):
+    # a 40 MP baseline JPEG needs 240 MB, a 40 MP PNG 280 MB; tiny files declaring huge images cost this much.
+    max_decode_bytes: int = 512_000_000
+    # Scans one JPEG may have: real encoders write at most about 20, and each is a full decoding pass.
+    jpeg_max_scans: int = 100
 
     # Shared dev data (tests, benchmarks, `models fetch --from`)
     shared_dir: Path = Path("../shared")

@@ -7,6 +7,7 @@ Presigned URLs point at the app's own stand-in endpoints (``POST /v1/uploads`` w
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,6 +24,43 @@ from emotion.storage.base import MAX_PRESIGN_S, PreconditionFailed, Role, policy
 UPLOAD_PATH = "/v1/uploads"
 FILES_PATH = "/v1/files"
 LOCAL_BUCKET = "local"
+MIN_KEY_BYTES = 32  # a shorter HMAC key is refused at start (an empty one would let anyone sign)
+
+
+class SigningKeyError(RuntimeError):
+    """The local signing key is missing, unreadable, empty or too short."""
+
+
+def load_signing_key(path: Path) -> bytes:
+    """The HMAC key in ``path``, created once and atomically when absent.
+
+    A new key is written to a private temp file and hard-linked into place: the link fails if another
+    process or thread won the race, and then its (complete) key is used, so no reader ever sees a partly
+    written or empty file. A key that is empty or short raises :class:`SigningKeyError` (fail at start,
+    never sign with a guessable key).
+    """
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):  # another process or thread won: use its key
+                os.link(tmp, path)  # atomic and exclusive: never replaces a key another process created
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        key = path.read_text().strip().encode()
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the signing key {path.name} in the data directory: {exc}") from exc
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(
+            f"the signing key {path.name} in the data directory holds {len(key)} bytes, fewer than "
+            f"{MIN_KEY_BYTES}; delete it to have a new one created (links signed with it stop working)"
+        )
+    return key
 
 
 class LocalStorage:
@@ -30,12 +68,7 @@ class LocalStorage:
         self.root = Path(root).resolve()
         for role in ("inputs", "results"):
             (self.root / role).mkdir(parents=True, exist_ok=True)
-        secret_file = self.root / ".signing-key"
-        if not secret_file.exists():
-            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-        self._secret = secret_file.read_text().strip().encode()
+        self._secret = load_signing_key(self.root / ".signing-key")
 
     def path(self, role: Role, key: str) -> Path:
         """The file behind a key; keys never escape their role's folder."""
