@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -74,6 +75,33 @@ class Engine:
             },
         )
 
+    def analyze_arrays(self, images: list[np.ndarray], options: DetectOptions) -> list[AnalysisResult]:
+        """Several images: each detected on its own, the faces of all of them classified in shared batches
+        (one ``session.run`` per ``max_batch`` faces instead of at least one per image)."""
+        t0 = time.perf_counter()
+        detections = [self.detect(bgr, options) for bgr in images]
+        t1 = time.perf_counter()
+        crops = [self.classifier.preprocess(bgr, faces) for bgr, faces in zip(images, detections, strict=True)
+                 if len(faces)]
+        probs = self.classifier.postprocess(self.classifier.infer(np.concatenate(crops))) if crops else None
+        t2 = time.perf_counter()
+        results, start = [], 0
+        share = {"detect": (t1 - t0) * 1000 / max(1, len(images)), "classify": (t2 - t1) * 1000 / max(1, len(images))}
+        for bgr, faces in zip(images, detections, strict=True):
+            height, width = bgr.shape[:2]
+            none = np.zeros((0, len(self.classifier.labels)))
+            mine = probs[start : start + len(faces)] if probs is not None else none
+            start += len(faces)
+            results.append(AnalysisResult(
+                image=ImageSize(width=width, height=height),
+                faces=[self._face(row, p, width, height) for row, p in zip(faces, mine, strict=True)],
+                models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
+                # Shared batches: each image is credited an equal share of the group's stage times.
+                timings_ms={"decode": 0.0, **{k: round(v, 2) for k, v in share.items()},
+                            "total": round(share["detect"] + share["classify"], 2)},
+            ))
+        return results
+
     def _face(self, row: np.ndarray, probs: np.ndarray, width: int, height: int) -> Face:
         x0, y0 = max(0, int(round(row[0]))), max(0, int(round(row[1])))
         x1, y1 = min(width, int(round(row[0] + row[2]))), min(height, int(round(row[1] + row[3])))
@@ -90,12 +118,12 @@ class Engine:
         )
 
 
-def load_detector(score_threshold: float, nms_threshold: float, providers: list[str], threads: int) -> YuNetDetector:
+def load_detector(score_threshold: float, nms_threshold: float, providers: list[str], threads: int,
+                  model_dir: Path | None = None) -> YuNetDetector:
     """A YuNet detector on its own session (the engine's, or one with other thresholds for evaluation)."""
-    settings = get_settings()
     manifest = load_manifest()
     spec = manifest.get(manifest.default_detector)
-    session = create_session(runnable_model_path(spec, settings.model_dir), providers, threads)
+    session = create_session(runnable_model_path(spec, model_dir or get_settings().model_dir), providers, threads)
     return YuNetDetector(session, score_threshold, nms_threshold)
 
 
@@ -103,14 +131,24 @@ def classifier_names() -> list[str]:
     return load_manifest().names("classifier")
 
 
-def get_engine(classifier: str | None = None, threads: int | None = None) -> Engine:
-    """The process's engine for a classifier (default: the setting), built once per process.
+def get_engine(classifier: str | None = None, threads: int | None = None, providers: str | None = None,
+               model_dir: Path | None = None, score_floor: float | None = None) -> Engine:
+    """The process's engine for a classifier (default: the setting), built once per process and configuration.
 
     ``threads``: onnxruntime intra-op threads of its sessions (default: the setting). The video pipeline asks
     for 1 and runs one frame per core instead, which uses the cores better than splitting each small run.
+    ``providers`` (comma list), ``model_dir``: override the settings. ``score_floor``: the lowest detector
+    score a caller will ask for (detections below the settings' threshold are kept only when asked).
     """
     settings = get_settings()
-    return _engine_for(classifier or settings.classifier, settings.intra_op_threads if threads is None else threads)
+    floor = settings.score_threshold if score_floor is None else min(score_floor, settings.score_threshold)
+    return _engine_for(
+        classifier or settings.classifier,
+        settings.intra_op_threads if threads is None else threads,
+        settings.providers if providers is None else providers,
+        Path(settings.model_dir if model_dir is None else model_dir),
+        floor,
+    )
 
 
 def clear_engines() -> None:
@@ -123,18 +161,18 @@ def engines_loaded() -> int:
 
 
 @lru_cache(maxsize=4)
-def _engine_for(name: str, threads: int) -> Engine:
-    """Keyed by the resolved name, so get_engine() and get_engine("mobilefacenet") share one engine."""
+def _engine_for(name: str, threads: int, providers_text: str, model_dir: Path, score_floor: float) -> Engine:
+    """Keyed by the resolved values, so get_engine() and get_engine("mobilefacenet") share one engine."""
     settings = get_settings()
     manifest = load_manifest()
     if name not in classifier_names():
         raise BadParameter(f"unknown classifier {name!r}; choose one of {', '.join(classifier_names())}")
     cv2.setNumThreads(settings.intra_op_threads if settings.intra_op_threads > 0 else -1)
-    providers = resolve_providers(settings.providers)
+    providers = resolve_providers(providers_text)
     det_spec = manifest.get(manifest.default_detector)
-    detector = load_detector(settings.score_threshold, settings.nms_threshold, providers, threads)
+    detector = load_detector(score_floor, settings.nms_threshold, providers, threads, model_dir)
     spec = manifest.get(name)
-    session = create_session(runnable_model_path(spec, settings.model_dir), providers, threads)
+    session = create_session(runnable_model_path(spec, model_dir), providers, threads)
     check_metadata(spec, session.get_modelmeta().custom_metadata_map)
     log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
     return Engine(detector, det_spec.version, classifier_for(spec, session))

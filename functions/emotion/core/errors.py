@@ -60,3 +60,10 @@ class UnsupportedVideo(EmotionError):
 
     code = "undecodable_video"
     status = 400
+
+
+class InputNotFound(EmotionError):
+    """A library or CLI caller named an image or video file that does not exist (the HTTP API takes no paths)."""
+
+    code = "input_not_found"
+    status = 404
