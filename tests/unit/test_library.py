@@ -272,3 +272,14 @@ def test_readme_python_example_runs_as_written(model_dir, two_people, shared_dir
     proc = _python("\n".join(blocks), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip(), "the example prints what it found"
+
+
+def test_models_go_to_the_venv_or_a_per_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from emotion import settings as settings_module
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    assert settings_module._default_model_dir() == tmp_path / "venv" / "share" / "emotion-models"
+    monkeypatch.setattr(sys, "prefix", "/usr")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # platformdirs' Linux cache root
+    assert settings_module._default_model_dir() == tmp_path / "cache" / "emotion-service" / "models"
