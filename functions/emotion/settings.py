@@ -53,12 +53,22 @@ class Settings(BaseSettings):
     max_decode_bytes: int = 512_000_000
     # Scans one JPEG may have: real encoders write at most about 20, and each is a full decoding pass.
     jpeg_max_scans: int = 100
+    # Analyses running at once under `emotion serve` (0 = the CPU cores, fewer when half the memory cannot
+    # hold that many at max_decode_bytes), and how many more may wait (-1 = twice that); beyond: 429.
+    engine_concurrency: int = 0
+    engine_queue: int = -1
+    # Lambda's synchronous payload limit (request event and response, bodies base64-encoded when binary):
+    # behind API Gateway request bodies are held to 3/4 of it and larger responses answer a typed 413.
+    lambda_payload_bytes: int = 6_291_456
 
     # Shared dev data (tests, benchmarks, `models fetch --from`)
     shared_dir: Path = Path("../shared")
 
     # HTTP API
     api_key: str | None = None  # when set, the app itself requires x-api-key (self-hosting)
+    # Base URL of upload and status links (e.g. https://emotion.example.com); empty = API Gateway's own domain
+    # from the event, or the local server's bound address. Never the request's Host header (spoofable).
+    public_base_url: str = ""
 
     # Storage / jobs
     storage: Literal["local", "s3"] = "local"

@@ -26,6 +26,7 @@ from emotion.api.middleware import RequestGuard, body_limit_for
 from emotion.api.openapi_docs import ERROR_RESPONSES
 from emotion.core.engine import default_options, get_engine
 from emotion.core.errors import EmotionError
+from emotion.settings import get_settings
 
 log = logging.getLogger("emotion.api")
 
@@ -41,6 +42,10 @@ def warm_up() -> None:
 
 def create_app() -> FastAPI:
     """A new app instance (tests build their own after changing settings)."""
+    api_key = get_settings().api_key
+    if api_key is not None and not api_key.strip():
+        # An empty EMOTION_API_KEY used to switch auth off silently: refuse to start instead.
+        raise RuntimeError("EMOTION_API_KEY is set but empty: set a key, or unset the variable to run without one")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from emotion.core.errors import EmotionError, ImageTooLarge
 from emotion.core.results import ErrorResponse
@@ -29,6 +31,12 @@ class BadRequest(EmotionError):
 
 class BodyTooLarge(ImageTooLarge):
     """The request body exceeds ``max_body_bytes`` (checked before the body is read in full)."""
+
+
+class ResponseTooLarge(BodyTooLarge):
+    """Behind API Gateway: the response would not fit Lambda's payload limit."""
+
+    code = "response_too_large"
 
 
 _HTTP_CODES = {
@@ -56,9 +64,17 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EmotionError)
     async def emotion_error(request: Request, exc: EmotionError) -> JSONResponse:
+        message = public_message(exc.message)
         if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message)
+            log.error("%s: %s", exc.code, exc.message)  # the full text stays in the server's log
+            message = _SERVER_MESSAGES.get(exc.code, message)
+        return error_response(exc.status, exc.code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up mid-body: nobody reads this answer; a log line, not a 500 and a traceback.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return error_response(400, "client_disconnected", "the client closed the connection before the body ended")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -78,6 +94,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+# Messages of server-side problems the client is shown instead of the logged details.
+_SERVER_MESSAGES = {
+    "model_unavailable": "the server's models are not installed or fail their checks; the operator must run "
+                         "`emotion models fetch` (see the server log)",
+}
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+_SERVER_PATH = re.compile(r"(?<![\w.:/])(?!/v1/)(?:/[\w.@+-]+){2,}/?")  # not the API's own /v1/... paths
+
+
+def public_message(message: str) -> str:
+    """A message with object reprs (heap addresses) and server file paths taken out."""
+    return _SERVER_PATH.sub("<path>", _OBJECT_REPR.sub("<object>", message))
 
 
 def _validation_message(errors: Iterable[Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -81,7 +82,28 @@ JOB_ID_PATH = Path(description="32 lowercase hex characters")
 
 
 def _absolute(request: Request, url: str) -> str:
-    return str(request.base_url).rstrip("/") + url if url.startswith("/") else url
+    return public_base_url(request.scope) + url if url.startswith("/") else url
+
+
+def public_base_url(scope: Mapping[str, Any]) -> str:
+    """The service's own base URL, never from the client's Host header: ``public_base_url`` when set, else
+    API Gateway's own domain and stage from the event, else the address the local server's socket is bound to."""
+    configured = get_settings().public_base_url.rstrip("/")
+    if configured:
+        return configured
+    event = scope.get("aws.event")
+    if isinstance(event, dict) and isinstance(context := event.get("requestContext"), dict) \
+            and isinstance(domain := context.get("domainName"), str) and domain:
+        stage = context.get("stage")
+        # execute-api URLs carry the stage; HTTP APIs' $default stage and custom domains do not.
+        prefix = f"/{stage}" if isinstance(stage, str) and stage not in ("", "$default") \
+            and ".execute-api." in domain else ""
+        return f"https://{domain}{prefix}"
+    host, port = scope.get("server") or ("127.0.0.1", 80)
+    scheme = scope.get("scheme", "http")
+    shown = f"[{host}]" if ":" in str(host) else str(host)
+    default = (scheme == "http" and port == 80) or (scheme == "https" and port == 443)
+    return f"{scheme}://{shown}" + ("" if default or port is None else f":{port}")
 
 
 @router.post("/v1/jobs", status_code=201, response_model=JobCreated, summary="Create a job and get an upload form")

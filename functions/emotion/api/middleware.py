@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from emotion.api.errors import BodyTooLarge, error_response
+from emotion.api.errors import BodyTooLarge, ResponseTooLarge, error_response
 from emotion.settings import get_settings
 
 log = logging.getLogger("emotion.api")
@@ -41,19 +41,39 @@ class RequestGuard:
         status = 500
         started = False
 
+        behind_gateway = scope.get("aws.event") is not None
+        replaced = False  # a response too large for Lambda was swapped for a 413; drop its body
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 started = True
+                if behind_gateway and (too_large := _lambda_response_error(message)) is not None:
+                    replaced = True
+                    response = error_response(too_large.status, too_large.code, too_large.message)
+                    await response(scope, receive, send_wrapper_unguarded)
+                    return
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def send_wrapper_unguarded(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         limit = self.limits(scope.get("path", ""))
+        if behind_gateway:
+            limit = min(limit, lambda_body_limit())
         try:
             declared = _content_length(scope)
             if declared is not None and declared > limit:
-                raise BodyTooLarge(f"request body is {declared:,} bytes; the limit is {limit:,} bytes")
+                raise BodyTooLarge(f"request body is {declared:,} bytes; the limit is {limit:,} bytes"
+                                   + (_GATEWAY_HINT if behind_gateway else ""))
             received = 0
 
             async def receive_limited() -> Message:
@@ -80,6 +100,36 @@ class RequestGuard:
                 (time.perf_counter() - start) * 1000,
                 extra={"request_id": request_id, "status": status},
             )
+
+
+_GATEWAY_HINT = (" (behind API Gateway the body travels base64-encoded in a 6 MB Lambda event): send a JPEG, "
+                 "or create a job (POST /v1/jobs) for larger files")
+_EVENT_OVERHEAD = 64_000  # headers, query and the event's own JSON around the body
+
+
+def lambda_body_limit() -> int:
+    """The largest body (decoded bytes) that fits a Lambda event once base64-encoded: 3/4 of the payload."""
+    return (get_settings().lambda_payload_bytes - _EVENT_OVERHEAD) * 3 // 4
+
+
+def _lambda_response_error(start: Message) -> BodyTooLarge | None:
+    """A 413 for a response Mangum could not return within Lambda's payload limit (binary bodies are base64)."""
+    headers = {k.lower(): v for k, v in start.get("headers", [])}
+    try:
+        length = int(headers.get(b"content-length", b"0"))
+    except ValueError:
+        return None
+    media = headers.get(b"content-type", b"").decode("latin-1").lower()
+    text = media.startswith(("text/", "application/json")) or media.endswith(("+json", "xml"))
+    limit = get_settings().lambda_payload_bytes - _EVENT_OVERHEAD
+    limit = limit if text else limit * 3 // 4
+    if length <= limit:
+        return None
+    return ResponseTooLarge(
+        f"the response would be {length:,} bytes; behind API Gateway responses are limited to {limit:,} bytes "
+        "(Lambda's 6 MB payload, base64 for images): ask for JPEG (format=jpeg) or send a smaller image, or "
+        "create a job (POST /v1/jobs), whose annotated output is a download link"
+    )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,11 +9,11 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from emotion import __version__
 from emotion.api.auth import require_api_key
 from emotion.api.inputs import read_image
+from emotion.api.limits import engine_limiter
 from emotion.api.openapi_docs import _BINARY, ERROR_RESPONSES, IMAGE_ERROR_RESPONSES, IMAGE_REQUEST_BODY
 from emotion.api.schemas import Health, ModelInfo, ModelsResponse
 from emotion.core.annotate import annotate
@@ -68,7 +68,7 @@ def _annotate(
 
 
 async def run_engine(request: Request, fn: Callable[..., T], *args: Any) -> T:
-    """Run a CPU-bound engine call: inline under Lambda, in the threadpool otherwise.
+    """Run a CPU-bound engine call: inline under Lambda, in a bounded set of worker threads otherwise.
 
     Under Mangum an execution environment serves one request at a time, so a worker-thread hop buys nothing
     and costs two thread wake-ups (milliseconds on a busy host). Under uvicorn the hop keeps the event loop
@@ -76,7 +76,7 @@ async def run_engine(request: Request, fn: Callable[..., T], *args: Any) -> T:
     """
     if request.scope.get("aws.context") is not None:
         return fn(*args)
-    return await run_in_threadpool(fn, *args)
+    return await engine_limiter.run(fn, *args)  # bounded: 429 + Retry-After when every slot and the queue are full
 
 
 @router.post(
@@ -157,6 +157,8 @@ def models() -> ModelsResponse:
 
 @public_router.get("/healthz", response_model=Health, tags=["health"], summary="Liveness (no API key needed)")
 def healthz() -> Health:
+    if engines_loaded() == 0:
+        get_engine(None)  # models missing or failing their checks: ModelUnavailable, a 503, not a healthy 200
     return Health(version=__version__, engine_loaded=engines_loaded() > 0)
 
 
