@@ -1,7 +1,10 @@
-"""Video pipeline figures: frames processed per second (5 fps sampling and every frame) and peak RSS for the
-same clip concatenated 1x and 8x (each run in its own process, ru_maxrss). Prints JSON.
+"""Video pipeline figures: frames processed per second (5 fps sampling and every frame), with and without
+identity linking (SFace) in the same run, runs alternating so that load on a shared machine hits both alike;
+peak RSS for the same clip concatenated 1x and 8x (each run in its own process, ru_maxrss); and the time of
+writing the annotated H.264 video. Prints JSON.
 
     .venv/bin/python benchmarks/video_bench.py [--clip PATH] [--classifier NAME] [--repeats N] [--skip-rss]
+        [--skip-annotate]
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ start = time.perf_counter()
 r = analyze_video_file(Path(path), fps=None if fps == "all" else float(fps), classifier=classifier)
 print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "frames_read": r.video.frames_read, "frames_processed": r.video.frames_processed,
-                  "tracks": len(r.tracks), "wall_s": round(time.perf_counter() - start, 2)}))
+                  "tracks": len(r.tracks), "persons": len(r.persons), "wall_s": round(time.perf_counter() - start, 2)}))
 """
 
 
@@ -56,28 +59,54 @@ def concatenate(src: Path, times: int, out: Path) -> int:
 
 
 def throughput(clip: Path, fps: float | None, classifier: str | None, repeats: int) -> dict:
-    from emotion.core.video import analyze_video_file
+    """With and without identity, alternating run by run; medians of each."""
+    from emotion.core.video import VideoOptions, analyze_video_file
 
-    runs = []
+    runs: dict[bool, list] = {True: [], False: []}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = analyze_video_file(clip, fps=fps, classifier=classifier)
-        wall = time.perf_counter() - start
-        runs.append((wall, result))
-    wall = statistics.median(w for w, _ in runs)
-    result = runs[0][1]
-    duration_s = result.video.duration_ms / 1000
-    return {
-        "sample_fps": "all" if fps is None else fps,
-        "frames_processed": result.video.frames_processed,
-        "frames_read": result.video.frames_read,
-        "wall_s_median": round(wall, 2),
-        "processed_frames_per_s": round(result.video.frames_processed / wall, 2),
-        "source_frames_per_s": round(result.video.frames_read / wall, 2),
-        "realtime_factor": round(duration_s / wall, 2),
-        "tracks": len(result.tracks),
-        "timings_ms_first_run": result.timings_ms,
-    }
+        for identity in (False, True):
+            start = time.perf_counter()
+            result = analyze_video_file(clip, fps=fps, classifier=classifier, options=VideoOptions(identity=identity))
+            runs[identity].append((time.perf_counter() - start, result))
+    report: dict = {"sample_fps": "all" if fps is None else fps}
+    for identity, label in ((False, "without_identity"), (True, "with_identity")):
+        wall = statistics.median(w for w, _ in runs[identity])
+        result = runs[identity][0][1]
+        report[label] = {
+            "frames_processed": result.video.frames_processed,
+            "frames_read": result.video.frames_read,
+            "wall_s_median": round(wall, 3),
+            "processed_frames_per_s": round(result.video.frames_processed / wall, 2),
+            "realtime_factor": round(result.video.duration_ms / 1000 / wall, 2),
+            "tracks": len(result.tracks),
+            "persons": len(result.persons),
+            "timings_ms_first_run": result.timings_ms,
+        }
+    report["identity_cost_pct"] = round(
+        100 * (report["with_identity"]["wall_s_median"] / report["without_identity"]["wall_s_median"] - 1), 1)
+    return report
+
+
+def annotate_time(clip: Path, classifier: str | None, repeats: int) -> dict:
+    """The second pass that writes the annotated H.264 MP4, and the codec of what it wrote (read with PyAV)."""
+    import av
+
+    from emotion.core.video import analyze_video_file, write_annotated
+
+    result = analyze_video_file(clip, fps=5.0, classifier=classifier)
+    walls = []
+    with tempfile.TemporaryDirectory(prefix="video-bench-") as tmp:
+        out = Path(tmp) / "annotated.mp4"
+        for _ in range(repeats):
+            start = time.perf_counter()
+            write_annotated(clip, result, out)
+            walls.append(time.perf_counter() - start)
+        with av.open(str(out)) as container:
+            stream = container.streams.video[0]
+            codec = {"codec": stream.codec_context.name, "tag": stream.codec_tag, "pix_fmt": stream.pix_fmt,
+                     "frames": stream.frames, "bytes": out.stat().st_size}
+    wall = statistics.median(walls)
+    return {"wall_s_median": round(wall, 3), "frames_per_s": round(result.video.frames_read / wall, 1), **codec}
 
 
 def main() -> int:
@@ -87,6 +116,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-annotate", action="store_true")
     args = parser.parse_args()
 
     import numpy as np
@@ -103,6 +133,8 @@ def main() -> int:
     if not args.skip_throughput:
         report["sampled_5fps"] = throughput(args.clip, 5.0, args.classifier, args.repeats)
         report["every_frame"] = throughput(args.clip, None, args.classifier, args.repeats)
+    if not args.skip_annotate:
+        report["annotate_h264"] = annotate_time(args.clip, args.classifier, args.repeats)
     if not args.skip_rss:
         rss = {}
         with tempfile.TemporaryDirectory(prefix="video-bench-") as tmp:

@@ -10,13 +10,26 @@ after that it is closed. Times are container timestamps, so the same settings wo
 
 Tracks keep their timeline compactly (numpy rows, not Python objects) so a long video stays cheap;
 :mod:`emotion.core.video` turns them into the result models at the end.
+
+With an :class:`Appearance` (the SFace embedder and its gate, :mod:`emotion.core.identity`), each track also
+keeps its few best identifiable faces and embeds them when it closes (then drops the pixels, so memory does
+not grow with the video), and appearance vetoes a contested association (a detection that could go to two
+tracks, or a track with two candidate detections) whose face does not look like the track's: that is where
+two crossing people would swap ids. :func:`link_tracks` then groups the closed tracks into persons.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+
+from emotion.core.align import square_crop
+from emotion.core.identity import FaceGate, identifiable, normalise
+
+Embed = Callable[[np.ndarray], np.ndarray]  # (N, 112, 112, 3) RGB uint8 -> (N, 128) unit vectors
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,6 +62,13 @@ class Track:
     missed: bool = False  # not matched on the latest processed frame
     id: int = 0  # public id, 1..N in order of confirmation (0 while tentative)
     score_sum: float = 0.0  # sum of detector scores, for the mean
+    # Identity: the best identifiable faces as [quality, aligned RGB or None once embedded, embedding or None].
+    gallery: list[list] = field(default_factory=list)
+    embedding: np.ndarray | None = None  # unit mean of the gallery's embeddings, set when the track closes
+    face: tuple[tuple[float, float], np.ndarray | bytes] | None = None  # (rank, crop; JPEG once closed)
+    # Missed, or matched to a face too poor to identify, since its last identity check: the next
+    # identifiable face it is matched to is checked first (an occlusion is where people swap tracks).
+    unsure: bool = False
 
     def predict(self, t_ms: float) -> np.ndarray:
         """The box expected at ``t_ms``: position moved at constant velocity, size kept."""
@@ -63,6 +83,75 @@ class Track:
         """The latest class probabilities, or None when none were recorded."""
         return self.rows[-1][7:] if self.rows else None
 
+    @property
+    def identified(self) -> bool:
+        return self.embedding is not None
+
+
+@dataclass
+class Appearance:
+    """What the tracker needs to use identity: an embedding function and which faces to embed."""
+
+    embed: Embed
+    gate: FaceGate = field(default_factory=FaceGate)
+    per_track: int = 3  # faces embedded per track (the best ones by :meth:`FaceGate.geometry`)
+    # A contested association is vetoed below this cosine. Different people scored at most 0.45 per face on
+    # the dev clips, the same person down to 0.04: a low bar vetoes clear swaps and seldom splits a person
+    # (a split is linked again by identity; a swap mixes two people's emotions).
+    veto_below: float = 0.15
+    face_size: int = 96  # px of the representative face crop
+
+    def reference(self, track: Track) -> np.ndarray | None:
+        """The track's mean embedding so far (its gallery embedded on demand), or None without a face."""
+        todo = [entry for entry in track.gallery if entry[2] is None]
+        if todo:
+            vectors = self.embed(np.stack([entry[1] for entry in todo]))
+            for entry, vector in zip(todo, vectors, strict=True):
+                entry[1], entry[2] = None, vector
+        if not track.gallery:
+            return None
+        return normalise(np.mean([entry[2] for entry in track.gallery], axis=0))
+
+    def offer(self, track: Track, frame: np.ndarray, face: np.ndarray,
+              ready: tuple[float, np.ndarray | None, np.ndarray | None] | None = None) -> None:
+        """Keep this detection in the track's gallery if it is among its best identifiable faces, and as its
+        representative face if it is the best seen so far."""
+        quality = self.gate.geometry(face)
+        rank = (quality, float(face[14]) * min(1.0, float(face[2]) / 100.0))
+        if track.face is None or rank > track.face[0]:
+            track.face = (rank, face_crop(frame, face[:4], self.face_size))
+        if quality <= 0:
+            return
+        worst = min(track.gallery, key=lambda entry: entry[0]) if len(track.gallery) >= self.per_track else None
+        if worst is not None and quality <= worst[0]:
+            return
+        if ready is not None:
+            quality, crop, vector = ready
+        else:
+            quality, crop = identifiable(self.gate, frame, face)
+            vector = None
+        if crop is None and vector is None:
+            return
+        if worst is not None:
+            track.gallery.remove(worst)
+        track.gallery.append([quality, crop, vector])
+
+    def close(self, track: Track) -> None:
+        """Embed what is left of the gallery, keep only the mean, and encode the face: no pixels stay.
+        Tentative tracks are left as they are (they are dropped, or confirmed and closed by ``finish``)."""
+        if track.id and track.embedding is None and track.gallery:
+            track.embedding = self.reference(track)
+            track.gallery = []
+        if track.face is not None and not isinstance(track.face[1], bytes):
+            ok, jpeg = cv2.imencode(".jpg", track.face[1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+            track.face = (track.face[0], jpeg.tobytes()) if ok else None
+
+
+def face_crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """A square around the face box (1.3x its larger side), resized to ``size``: the person's picture."""
+    crop = square_crop(frame, box, scale=1.3)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
 
 class FaceTracker:
     """Associates per-frame face detections into tracks with stable ids.
@@ -73,7 +162,9 @@ class FaceTracker:
     """
 
     def __init__(self, iou_threshold: float = 0.25, max_gap_ms: float = 1000.0, max_centre_shift: float = 1.0,
-                 min_hits: int = 2, min_track_score: float = 0.7):
+                 min_hits: int = 2, min_track_score: float = 0.7, appearance: Appearance | None = None):
+        self.appearance = appearance
+        self.vetoes = 0  # associations refused because the faces did not match
         self.iou_threshold = iou_threshold
         self.max_gap_ms = max_gap_ms
         self.max_centre_shift = max_centre_shift  # in face widths, for the motion fallback
@@ -85,16 +176,24 @@ class FaceTracker:
         self._next_key = 1
         self.frames = 0
 
-    def update(self, t_ms: float, frame_index: int, faces: np.ndarray, probs: np.ndarray) -> list[int]:
+    def update(self, t_ms: float, frame_index: int, faces: np.ndarray, probs: np.ndarray,
+               frame: np.ndarray | None = None) -> list[int]:
+        """``frame``: the BGR pixels, needed for identity (without them appearance is not used)."""
         self.frames += 1
         # Close tracks that have been missing too long.
         still: list[Track] = []
         for track in self.active:
-            (still if t_ms - track.last_ms <= self.max_gap_ms else self.closed).append(track)
+            if t_ms - track.last_ms <= self.max_gap_ms:
+                still.append(track)
+            else:
+                self._close(track)
         self.active = still
 
         boxes = faces[:, :4].astype(np.float64) if len(faces) else np.zeros((0, 4))
         score = self._affinity(self.active, t_ms, boxes)
+        ready: dict[int, tuple[float, np.ndarray | None, np.ndarray | None]] = {}
+        if self.appearance is not None and frame is not None:
+            ready = self._veto(score, faces, frame)
         assigned: list[int] = [-1] * len(boxes)
         used_tracks: set[int] = set()
         # Confirmed tracks choose first, tentative ones take what is left: a fresh false detection next to
@@ -113,6 +212,9 @@ class FaceTracker:
 
         matched: list[Track] = []
         for di, ti in enumerate(assigned):
+            if ti >= 0 and self.appearance is not None:
+                track = self.active[ti]
+                track.unsure = di not in ready and (track.unsure or self.appearance.gate.geometry(faces[di]) <= 0)
             row = np.concatenate(([t_ms, frame_index], boxes[di], [faces[di, 14]], probs[di])).astype(np.float32)
             if ti >= 0:
                 track = self.active[ti]
@@ -131,12 +233,15 @@ class FaceTracker:
                               score_sum=float(faces[di, 14]))
                 self._next_key += 1
                 self.active.append(track)
+            if self.appearance is not None and frame is not None:
+                self.appearance.offer(track, frame, faces[di], ready.get(di))
             if not track.id and track.hits >= self.min_hits and self._score(track) >= self.min_track_score:
                 self._confirm(track)
             matched.append(track)
         seen = {t.key for t in matched}
         for track in self.active:
             track.missed = track.key not in seen
+            track.unsure = track.unsure or track.missed
         return [t.id for t in matched]
 
     @staticmethod
@@ -144,9 +249,53 @@ class FaceTracker:
         return track.score_sum / max(1, track.hits)
 
     def cut(self) -> None:
-        """A shot change: every active track ends here (a box in the next shot is someone else)."""
-        self.closed.extend(self.active)
+        """A shot change: every active track ends here (a box in the next shot is someone else until
+        identity says otherwise)."""
+        for track in self.active:
+            self._close(track)
         self.active = []
+
+    def _close(self, track: Track) -> None:
+        if not track.id and self.frames >= self.min_hits:
+            return  # it can no longer be confirmed (see finish): drop it now rather than hold it to the end
+        self.closed.append(track)
+        if self.appearance is not None:
+            self.appearance.close(track)
+
+    def _veto(self, score: np.ndarray, faces: np.ndarray,
+              frame: np.ndarray) -> dict[int, tuple[float, np.ndarray | None, np.ndarray | None]]:
+        """Refuse (in place) pairs whose faces disagree. Only pairs at risk are checked, which keeps identity
+        cheap: contested ones (a detection two tracks could take, a track two detections could extend) and
+        those of an unsure track (see :attr:`Track.unsure`); most associations are neither.
+        Returns the detections embedded here (quality, None, embedding), for the galleries."""
+        assert self.appearance is not None
+        positive = score > 0
+        unsure = np.array([t.unsure for t in self.active], dtype=bool).reshape(-1, 1)
+        contested = positive & ((positive.sum(axis=1, keepdims=True) > 1) | (positive.sum(axis=0, keepdims=True) > 1)
+                                | unsure)
+        ready: dict[int, tuple[float, np.ndarray | None, np.ndarray | None]] = {}
+        if not contested.any():
+            return ready
+        references = {int(ti): self.appearance.reference(self.active[ti])
+                      for ti in np.flatnonzero(contested.any(axis=1)) if self.active[ti].id}
+        references = {ti: ref for ti, ref in references.items() if ref is not None}
+        if not references:
+            return ready
+        crops: dict[int, tuple[float, np.ndarray]] = {}
+        for column in np.flatnonzero(contested.any(axis=0)):
+            quality, crop = identifiable(self.appearance.gate, frame, faces[column])
+            if crop is not None:
+                crops[int(column)] = (quality, crop)
+        if not crops:
+            return ready
+        vectors = self.appearance.embed(np.stack([crop for _, crop in crops.values()]))
+        for (di, (quality, _)), vector in zip(crops.items(), vectors, strict=True):
+            ready[di] = (quality, None, vector)
+            for ti, reference in references.items():
+                if contested[ti, di] and float(reference @ vector) < self.appearance.veto_below:
+                    score[ti, di] = 0.0
+                    self.vetoes += 1
+        return ready
 
     def _confirm(self, track: Track) -> None:
         track.id = self._next_id
@@ -192,5 +341,52 @@ class FaceTracker:
         for track in kept:  # short videos: tracks confirmed only now get the next ids
             if not track.id:
                 self._confirm(track)
+            if self.appearance is not None:
+                self.appearance.close(track)
         kept.sort(key=lambda t: t.id)
         return kept
+
+
+def link_tracks(tracks: list[Track], threshold: float) -> list[list[Track]]:
+    """Group tracks into persons: repeatedly join the two groups whose tracks agree best (mean pairwise
+    cosine of their mean embeddings) while that is at least ``threshold`` and no two of their tracks overlap
+    in time (one person is one face at a time). Tracks without an embedding stay alone. Groups come out in
+    order of first appearance."""
+    groups: list[list[Track]] = [[t] for t in tracks]
+    embedded = [i for i, t in enumerate(tracks) if t.embedding is not None]
+    if len(embedded) > 1:
+        vectors = np.stack([tracks[i].embedding for i in embedded])  # type: ignore[misc]
+        members: list[list[int]] = [[k] for k in range(len(embedded))]
+        spans = [[(tracks[i].first_ms, tracks[i].last_ms)] for i in embedded]
+        sim = vectors @ vectors.T
+        total = sim.copy()  # sum of pairwise cosines between groups
+        np.fill_diagonal(total, -np.inf)
+        alive = np.ones(len(embedded), dtype=bool)
+        while True:
+            sizes = np.array([len(m) for m in members], dtype=float)
+            mean = total / np.outer(sizes, sizes)
+            mean[~alive, :] = -np.inf
+            mean[:, ~alive] = -np.inf
+            np.fill_diagonal(mean, -np.inf)
+            a, b = np.unravel_index(int(np.argmax(mean)), mean.shape)
+            if mean[a, b] < threshold:
+                break
+            if _overlap(spans[a], spans[b]):
+                total[a, b] = total[b, a] = -np.inf  # cannot link, ever: groups only grow
+                continue
+            members[a] += members[b]
+            spans[a] += spans[b]
+            total[a, :] += total[b, :]
+            total[:, a] += total[:, b]
+            total[a, a] = -np.inf
+            alive[b] = False
+        groups = [[tracks[embedded[k]] for k in members[g]] for g in np.flatnonzero(alive)]
+        groups += [[t] for t in tracks if t.embedding is None]
+    for group in groups:
+        group.sort(key=lambda t: t.first_ms)
+    groups.sort(key=lambda g: (g[0].first_ms, g[0].id))
+    return groups
+
+
+def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    return any(s0 <= e1 and s1 <= e0 for s0, e0 in a for s1, e1 in b)
