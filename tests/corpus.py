@@ -50,7 +50,8 @@ def bad_inputs() -> dict[str, tuple[bytes, str]]:
         "html": (b"<!doctype html><html><body>nope</body></html>", "unsupported_media_type"),
         "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "unsupported_media_type"),
         "zip": (b"PK\x03\x04" + bytes(60), "unsupported_media_type"),
-        "heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "unsupported_media_type"),
+        # A HEIC header with no image in it: read as HEIC (pillow-heif), so it is a broken HEIC, not a wrong type.
+        "heic_header_only": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "undecodable_image"),
         "random_bytes": (rng.integers(1, 255, 4096, dtype=np.uint8).tobytes(), "unsupported_media_type"),
         "json": (b'{"image": "http://169.254.169.254/latest/meta-data"}', "unsupported_media_type"),
         "jpeg_truncated": (jpeg[: len(jpeg) // 2], "undecodable_image"),

@@ -66,7 +66,7 @@ def build_corpus(photo: bytes) -> dict[str, tuple[bytes, set[int]]]:
         "random_bytes": (rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), {415}),
         "base64_jpeg_text": (base64.b64encode(photo[:3000]), {415}),
         "data_url": (b"data:image/jpeg;base64," + base64.b64encode(photo[:3000]), {415}),
-        "heic_like": (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 200, {415}),
+        "heic_like": (b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 200, {400}),  # HEIC is read: a broken one
         "avif_like": (b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf" + b"\0" * 200, {415}),
         "mp4": (b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41" + b"\0" * 500, {415}),
         "elf": (b"\x7fELF\x02\x01\x01" + b"\0" * 400, {415}),

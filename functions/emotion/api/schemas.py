@@ -6,26 +6,37 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from emotion.core.results import EmotionLabel
+
 
 class ModelInfo(BaseModel):
-    name: str
-    version: str
+    name: str = Field(examples=["mobilefacenet"])
+    version: str = Field(examples=["opencv-zoo-fer-mobilefacenet-2022july-int8"])
     role: Literal["detector", "classifier", "identity"]
-    licence: str
-    labels: list[str] = Field(description="output labels (FER+ vocabulary) of a classifier; empty for a detector")
-    input: dict[str, Any] = Field(description="input tensor: name, shape, dtype, layout, colour order")
-    urls: list[str]
+    licence: str = Field(examples=["Apache-2.0 (opencv_zoo models/facial_expression_recognition)"])
+    labels: list[EmotionLabel] = Field(
+        description="output labels (FER+ vocabulary) of a classifier; empty for a detector",
+        examples=[["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]],
+    )
+    input: dict[str, Any] = Field(
+        description="input tensor: name, shape, dtype, layout, colour order",
+        examples=[{"name": "data", "shape": ["N", "3", "112", "112"], "dtype": "float32", "layout": "NCHW",
+                   "color": "RGB"}],
+    )
+    urls: list[str] = Field(examples=[["https://github.com/opencv/opencv_zoo/raw/main/models/"
+                                       "facial_expression_recognition/"
+                                       "facial_expression_recognition_mobilefacenet_2022july_int8.onnx"]])
     default: bool = Field(description="used when a request names no classifier")
     available: bool = Field(description="the model file is present in the server's model directory")
 
 
 class ModelsResponse(BaseModel):
-    detector: str = Field(description="name of the detector in use")
-    classifier: str = Field(description="name of the default classifier")
+    detector: str = Field(description="name of the detector in use", examples=["yunet"])
+    classifier: str = Field(description="name of the default classifier", examples=["mobilefacenet"])
     models: list[ModelInfo]
 
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
-    version: str
+    version: str = Field(examples=["0.1.0"])
     engine_loaded: bool = Field(description="the default engine has been built in this process")

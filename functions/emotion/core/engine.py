@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from emotion.core.errors import BadParameter
 from emotion.core.imageio import decode_image
 from emotion.core.manifest import load_manifest
 from emotion.core.model_files import check_metadata, runnable_model_path
-from emotion.core.results import AnalysisResult, Box, Face, ImageSize, Landmarks, ModelsUsed
+from emotion.core.results import AnalysisResult, Box, EmotionLabel, Face, ImageSize, Landmarks, ModelsUsed
 from emotion.core.runtime import create_session, resolve_providers
 from emotion.settings import get_settings
 
@@ -106,7 +107,8 @@ class Engine:
         x0, y0 = max(0, int(round(row[0]))), max(0, int(round(row[1])))
         x1, y1 = min(width, int(round(row[0] + row[2]))), min(height, int(round(row[1] + row[3])))
         points = [(round(float(row[i]), 1), round(float(row[i + 1]), 1)) for i in range(4, 14, 2)]
-        emotions = {label: float(p) for label, p in zip(self.classifier.labels, probs, strict=True)}
+        # The labels are vocabulary names (mapped when the manifest is read); Face validates them again.
+        emotions = {cast(EmotionLabel, label): float(p) for label, p in zip(self.classifier.labels, probs, strict=True)}
         return Face(
             box=Box(x=x0, y=y0, width=max(0, x1 - x0), height=max(0, y1 - y0)),
             confidence=round(float(row[14]), 4),

@@ -20,6 +20,14 @@ from PIL import Image, UnidentifiedImageError
 from emotion.core.errors import EmptyInput, ImageTooLarge, ImageTooSmall, UndecodableImage, UnsupportedMediaType
 from emotion.settings import get_settings
 
+try:  # HEIC/HEIF (the iPhone default) through libheif; without it the service still answers in words
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:  # pragma: no cover - pillow-heif is a runtime dependency
+    HEIF_SUPPORTED = False
+
 # Pillow's own bomb check is replaced by ours (configurable, and a typed error instead of a warning).
 Image.MAX_IMAGE_PIXELS = None
 
@@ -33,7 +41,9 @@ _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
     (b"II*\x00", 0, "TIFF", "image/tiff"),
     (b"MM\x00*", 0, "TIFF", "image/tiff"),
 )
-SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# ISO-BMFF major brands of HEIC/HEIF still images (ISO/IEC 23008-12); AVIF ("avif") is not among them.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 MIN_SIDE = 10  # YuNet sees nothing smaller than about 10 px
 
 # Why the JPEG scan limit (Settings.jpeg_max_scans) rather than a CPU-time limit: counting markers costs
@@ -61,6 +71,8 @@ def sniff_format(data: bytes) -> tuple[str, str] | None:
             return fmt, mime
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP", "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF", "image/heic"
     return None
 
 
@@ -146,9 +158,11 @@ def decode_image(data: bytes, max_pixels: int, max_side: int = 20_000, max_decod
     sniffed = sniff_format(data)
     if sniffed is None:
         raise UnsupportedMediaType(
-            "not a supported image: expected JPEG, PNG, WebP, GIF, BMP or TIFF (checked by content, not by name)"
+            "not a supported image: expected JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC (checked by content, not by name)"
         )
     fmt = sniffed[0]
+    if fmt == "HEIF" and not HEIF_SUPPORTED:
+        raise UnsupportedMediaType("HEIC photos need pillow-heif on the server; send a JPEG or PNG instead")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -260,9 +274,11 @@ def _to_bgr8(img: Image.Image) -> np.ndarray:
 
 
 def encode_image(bgr: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
-    """Encode a BGR array as JPEG or PNG bytes."""
+    """Encode a BGR array as JPEG, PNG or WebP bytes."""
     if fmt == "png":
         ok, buf = cv2.imencode(".png", bgr)
+    elif fmt == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, quality])
     else:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - cv2 only fails on empty arrays

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+# The emotion vocabulary (emotion.core.vocabulary.EMOTIONS) as a type, so the OpenAPI schema lists the labels.
+EmotionLabel = Literal["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+PROBABILITY_DECIMALS = 4  # every probability in every result (photo and video) is rounded to this
+
+
+def round_probabilities(emotions: dict[EmotionLabel, float]) -> dict[EmotionLabel, float]:
+    return {label: round(float(p), PROBABILITY_DECIMALS) for label, p in emotions.items()}
 
 
 class ImageSize(BaseModel):
@@ -31,8 +41,16 @@ class Face(BaseModel):
     box: Box
     confidence: float = Field(description="detector score, 0..1")
     landmarks: Landmarks
-    emotions: dict[str, float] = Field(description="softmax probabilities over the classifier's labels; sum to 1")
-    dominant_emotion: str
+    emotions: dict[EmotionLabel, float] = Field(
+        description="softmax probabilities over the classifier's labels, most likely first, 4 decimals; sum to 1 "
+        "(within rounding). A 7-class classifier has no `contempt`."
+    )
+    dominant_emotion: EmotionLabel = Field(description="the emotion with the highest probability")
+
+    @field_validator("emotions")
+    @classmethod
+    def _round(cls, value: dict[EmotionLabel, float]) -> dict[EmotionLabel, float]:
+        return round_probabilities(value)
 
 
 class ModelsUsed(BaseModel):
