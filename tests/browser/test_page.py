@@ -1,63 +1,17 @@
-"""The web page in a real Chromium (Playwright) against `emotion serve` on a free loopback port."""
+"""The web page in a real Chromium (Playwright) against `emotion serve` on a free loopback port (fixtures in
+conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from emotion.api.server import serve_in_subprocess
-
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`emotion serve --port 0` in a subprocess; yields the URL it prints once it is ready."""
-    env = dict(os.environ, EMOTION_DATA_DIR=str(tmp_path_factory.mktemp("emotion-data")), PYTHONUNBUFFERED="1")
-    env.pop("EMOTION_API_KEY", None)
-    try:
-        with serve_in_subprocess(env) as (url, _proc):
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: apt-get install chromium (make system-deps)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
 
 
 def test_upload_two_people_then_a_text_file(
