@@ -4,60 +4,101 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from emotion.core.align import ARCFACE_112
-from emotion.core.detector import YuNetDetector
-from emotion.core.engine import get_engine, load_detector
+from emotion.core.engine import default_options, get_engine, load_detector
 from emotion.core.runtime import resolve_providers
 from emotion.core.vocabulary import EMOTIONS, canonical_emotion
+from emotion.model.crops import UPSCALE_RULE, engine_input, upscale_factor, validation_groups
 from emotion.settings import get_settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-CROP_UPSCALE = 6  # 48 px FER crops are too small for YuNet's landmarks (FER+ PNGs: x4 72.7%, x6 73.7%)
-CROP_SCORE = 0.3  # a face is known to be there: take YuNet's landmarks even when it is unsure
-CROP_PAD = 0.25  # YuNet needs some context around a face that fills the frame
+ECE_BINS = 15
 
 
-def labelled_images(root: Path, limit: int = 0) -> list[tuple[Path, str]]:
-    """(path, canonical label) for DIR/<label>/*; folder names may be vocabulary words or synonyms."""
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    label: str
+    group: str = ""
+
+
+def labelled_images(root: Path, limit: int = 0) -> list[Item]:
+    """DIR/<label>/*; folder names may be vocabulary words or synonyms."""
     items = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         label = canonical_emotion(folder.name)
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        items += [(p, label) for p in (files[:limit] if limit else files)]
+        items += [Item(p, label) for p in (files[:limit] if limit else files)]
     return items
 
 
-def crop_face_row(crop: np.ndarray, detector: YuNetDetector | None) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(image, YuNet-style row, aligned?) for a face crop: landmarks from YuNet if it finds the face,
-    else the whole crop with template landmarks (alignment then reduces to a plain resize)."""
-    if detector is not None:
-        up = cv2.resize(crop, None, fx=CROP_UPSCALE, fy=CROP_UPSCALE, interpolation=cv2.INTER_CUBIC)
-        h, w = up.shape[:2]
-        pad = int(CROP_PAD * max(h, w))
-        padded = cv2.copyMakeBorder(up, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        faces = detector.detect(padded)
-        if len(faces):
-            row = faces[0].copy()
-            row[[0, 4, 6, 8, 10, 12]] -= pad
-            row[[1, 5, 7, 9, 11, 13]] -= pad
-            return up, row, True
-    h, w = crop.shape[:2]
-    points = (ARCFACE_112 * [w / 112.0, h / 112.0]).ravel()
-    return crop, np.array([0, 0, w, h, *points, 1.0], dtype=np.float32), False
+def labelled_from_csv(
+    root: Path,
+    csv_path: Path,
+    image_column: str = "image",
+    label_column: str = "label",
+    group_by: str | None = None,
+    validation_split_by: str | None = None,
+    limit: int = 0,
+) -> tuple[list[Item], int]:
+    """(items, rows without a label) from a CSV whose image paths are relative to ``root``.
+
+    ``validation_split_by``: keep only the rows of the held-out groups of that column (:func:`validation_groups`).
+    """
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for column in (image_column, label_column, group_by, validation_split_by):
+        if column and rows and column not in rows[0]:
+            raise ValueError(f"{csv_path}: no column {column!r} (columns: {', '.join(rows[0])})")
+    if validation_split_by:
+        keep = validation_groups([r[validation_split_by] for r in rows])
+        rows = [r for r in rows if r[validation_split_by] in keep]
+    items: list[Item] = []
+    per_class: Counter = Counter()
+    unlabelled = 0
+    for r in rows:
+        if not r[label_column].strip():
+            unlabelled += 1
+            continue
+        label = canonical_emotion(r[label_column])
+        if limit and per_class[label] >= limit:
+            continue
+        per_class[label] += 1
+        items.append(Item(root / r[image_column], label, r[group_by] if group_by else ""))
+    return items, unlabelled
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: |accuracy - mean confidence| per equal-width confidence bin, weighted by the bin's share."""
+    if len(confidence) == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
+    return float(total)
 
 
 def classification_report(truth: list[str], pred: list[str], labels: list[str]) -> dict:
-    """n, accuracy, macro_f1 and per-class recall/precision over ``labels``, plus the confusion matrix."""
+    """n, accuracy, macro recall and macro F1 over the true classes, per-class recall/precision, confusion.
+
+    ``pred`` may hold ``no_face``: it is wrong, and a column of the confusion matrix.
+    """
     confusion: dict[str, Counter] = defaultdict(Counter)
     for t, p in zip(truth, pred, strict=True):
         confusion[t][p] += 1
     per_class = {}
-    f1s = []
+    recalls, f1s = [], []
     for label in labels:
         tp = confusion[label][label]
         n_true = sum(confusion[label].values())
@@ -66,52 +107,109 @@ def classification_report(truth: list[str], pred: list[str], labels: list[str]) 
         precision = tp / n_pred if n_pred else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         if n_true:
+            recalls.append(recall)
             f1s.append(f1)
         per_class[label] = {"recall": round(recall, 4), "precision": round(precision, 4), "n": n_true}
     correct = sum(t == p for t, p in zip(truth, pred, strict=True))
     return {
         "n": len(truth),
         "accuracy": round(correct / len(truth), 4) if truth else 0.0,
+        "macro_recall": round(float(np.mean(recalls)), 4) if recalls else 0.0,
         "macro_f1": round(float(np.mean(f1s)), 4) if f1s else 0.0,
         "per_class": per_class,
         "confusion": {t: dict(confusion[t]) for t in labels if confusion[t]},
     }
 
 
-def evaluate_classifier(root: Path, classifier: str | None = None, limit: int = 0, align: str = "auto") -> dict:
-    """Accuracy of a classifier on DIR/<label>/* face crops (one face per image)."""
+def crop_face_row(crop: np.ndarray) -> np.ndarray:
+    """A YuNet-style row that makes the whole crop the face (template landmarks: alignment is a resize)."""
+    h, w = crop.shape[:2]
+    points = (ARCFACE_112 * [w / 112.0, h / 112.0]).ravel()
+    return np.array([0, 0, w, h, *points, 1.0], dtype=np.float32)
+
+
+def evaluate_classifier(
+    root: Path,
+    classifier: str | None = None,
+    limit: int = 0,
+    pad: float = 0.0,
+    align: str = "auto",
+    labels_csv: Path | None = None,
+    image_column: str = "image",
+    label_column: str = "label",
+    group_by: str | None = None,
+    validation_split_by: str | None = None,
+    only_shared: bool = False,
+) -> dict[str, Any]:
+    """Accuracy of a classifier on labelled face crops, each sent through the engine (detect, align, classify).
+
+    A crop where the engine finds no face counts as wrong (``no_face``). Labels the classifier lacks count as
+    wrong unless ``only_shared`` leaves those crops out. ``align="never"`` skips detection (the whole crop is
+    the face), for crop-only models.
+    """
+    if group_by and labels_csv is None:
+        raise ValueError("group_by needs a labels CSV")
+    unlabelled = 0
+    if labels_csv is not None:
+        items, unlabelled = labelled_from_csv(root, labels_csv, image_column, label_column, group_by,
+                                              validation_split_by, limit)
+    else:
+        items = labelled_images(root, limit)
     engine = get_engine(classifier)
     model = engine.classifier
-    settings = get_settings()
-    detector = None
-    if align == "auto":
-        detector = load_detector(CROP_SCORE, settings.nms_threshold, resolve_providers(settings.providers),
-                                 settings.intra_op_threads)
-    truth, pred = [], []
-    skipped: Counter = Counter()
-    aligned = 0
-    for path, label in labelled_images(root, limit):
-        if label not in model.labels:
-            skipped[f"label {label} not in the classifier"] += 1
-            continue
-        crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    options = default_options()
+    missing = sorted({it.label for it in items} - set(model.labels), key=EMOTIONS.index)
+    if only_shared:
+        items = [it for it in items if it.label in model.labels]
+    truth, pred, groups = [], [], []
+    confidence, correct = [], []
+    upscaled = 0
+    for it in items:
+        crop = cv2.imread(str(it.path), cv2.IMREAD_COLOR)
         if crop is None:
-            skipped["unreadable"] += 1
-            continue
-        image, row, found = crop_face_row(crop, detector)
-        aligned += found
-        probs = model.classify(image, row[None, :])[0]
-        truth.append(label)
-        pred.append(model.labels[int(np.argmax(probs))])
-    report = classification_report(truth, pred, [c for c in EMOTIONS if c in model.labels])
+            raise ValueError(f"cannot decode {it.path}")
+        if align == "never":
+            probs = model.classify(crop, crop_face_row(crop)[None, :])[0]
+            emotions = dict(zip(model.labels, probs.tolist(), strict=True))
+        else:
+            upscaled += upscale_factor(*crop.shape[:2]) > 1
+            faces = engine.analyze_array(engine_input(crop, pad), options).faces
+            emotions = faces[0].emotions if faces else {}  # the detector's most confident face
+        guess = max(emotions, key=emotions.__getitem__) if emotions else "no_face"
+        truth.append(it.label)
+        pred.append(guess)
+        groups.append(it.group)
+        if emotions:
+            confidence.append(emotions[guess])
+            correct.append(guess == it.label)
+    labels = [c for c in EMOTIONS if c in model.labels or c in truth]
+    report = classification_report(truth, pred, labels)
     report.update(
         classifier=model.name,
-        skipped=dict(skipped),
-        face_input={"landmarks_from_yunet": aligned, "whole_crop": len(truth) - aligned},
+        mode="whole crop, no detection" if align == "never" else (f"in a frame (pad {pad:g})" if pad else "as sent"),
+        no_face=pred.count("no_face"),
+        ece=round(expected_calibration_error(np.array(confidence), np.array(correct, dtype=float)), 4),
+        ece_note=f"{ECE_BINS} equal-width bins of the top probability, over the crops with a face",
+        upscaled=upscaled,
+        upscale_rule=UPSCALE_RULE,
+        labels_missing_from_classifier={
+            "labels": missing,
+            "policy": "left out (--only-shared)" if only_shared else "counted as wrong",
+        },
     )
+    if unlabelled:
+        report["rows_without_label"] = unlabelled
+    if group_by:
+        by: dict[str, list[bool]] = defaultdict(list)
+        for g, t, p in zip(groups, truth, pred, strict=True):
+            by[g].append(t == p)
+        report["groups"] = {
+            "by": group_by,
+            "n": len(by),
+            "mean_group_accuracy": round(float(np.mean([np.mean(v) for v in by.values()])), 4) if by else 0.0,
+            "accuracy": {g: round(float(np.mean(v)), 4) for g, v in sorted(by.items())},
+        }
     return report
-
-
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])

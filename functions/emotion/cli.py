@@ -31,6 +31,16 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------------------- argument types
+def _pad_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 10.0:
+        raise argparse.ArgumentTypeError(f"--pad must be between 0 and 10, not {text}")
+    return value
+
+
 def _int_at_least(low: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -215,8 +225,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_eval_classify(args: argparse.Namespace) -> int:
     from emotion.model.evaluate import evaluate_classifier
 
-    report = evaluate_classifier(Path(args.dir), classifier=args.classifier, limit=args.limit,
-                                 align=args.align)
+    if args.group_by and not args.labels:
+        print("emotion: --group-by needs --labels CSV", file=sys.stderr)
+        return 2
+    try:
+        report = evaluate_classifier(
+            Path(args.dir), classifier=args.classifier, limit=args.limit, pad=args.pad, align=args.align,
+            labels_csv=Path(args.labels) if args.labels else None, image_column=args.image_column,
+            label_column=args.label_column, group_by=args.group_by, validation_split_by=args.validation_split_by,
+            only_shared=args.only_shared)
+    except (OSError, ValueError) as exc:
+        print(f"emotion: {exc}", file=sys.stderr)
+        return 2
     _write_json(report, args.json)
     return 0
 
@@ -324,8 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=classifiers, help=classifier_help)
     p.add_argument("--limit", type=_int_at_least(0, "--limit"), default=0, metavar="N",
                    help="at most N images per class (default: 0, all)")
+    p.add_argument("--pad", type=_pad_fraction, default=0.0, metavar="F",
+                   help="place each crop in a black frame of F x its size on every side (a face in a photo); "
+                   "default 0: the crop as sent")
     p.add_argument("--align", choices=["auto", "never"], default="auto",
-                   help="auto: detect on each crop for landmarks, fall back to the whole crop (default: auto)")
+                   help="auto: the engine's own path, detect -> align -> classify, no face = wrong; never: the "
+                   "whole crop is the face, no detection (default: auto)")
+    p.add_argument("--labels", metavar="CSV", help="labels from a CSV (image paths relative to DIR) instead of "
+                   "sub-folder names; rows with an empty label are left out")
+    p.add_argument("--image-column", default="image", metavar="COLUMN", help="CSV column of image paths")
+    p.add_argument("--label-column", default="label", metavar="COLUMN", help="CSV column of labels")
+    p.add_argument("--group-by", metavar="COLUMN", help="also report accuracy per value of this CSV column")
+    p.add_argument("--validation-split-by", metavar="COLUMN",
+                   help="only the held-out groups of this CSV column (sorted names, every 5th), e.g. movie")
+    p.add_argument("--only-shared", action="store_true",
+                   help="leave out crops whose label the classifier lacks (default: they count as wrong)")
     p.add_argument("--json", metavar="PATH", help="write the report to PATH instead of stdout")
     p.set_defaults(func=cmd_eval_classify)
 

@@ -67,7 +67,7 @@ def test_eval_classify_small_subset(model_dir, shared_dir):
     report = json.loads(run("eval-classify", str(shared_dir / "data/fer2013_publictest/jpg"), "--limit", "8").stdout)
     assert report["n"] == 56 and 0.0 <= report["accuracy"] <= 1.0
     assert set(report["per_class"]) == {"anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"}
-    assert sum(report["face_input"].values()) == 56
+    assert report["upscaled"] == 56 and 0 <= report["no_face"] <= 56  # 48 px crops: enlarged for the detector
 
 
 def test_eval_detect_keeps_published_level_on_full_resolution_wider(model_dir, shared_dir):

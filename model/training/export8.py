@@ -1,0 +1,166 @@
+"""Export the fine-tuned 8-class MobileFaceNet (``finetune.py``'s ``final.pt``) to ONNX, check it, benchmark it.
+
+``python -m emotion.model.training.export8 --checkpoint RUN/final.pt --out model/mobilefacenet8.onnx --version V``
+
+The graph takes ``data`` float32 [N,3,112,112] (RGB in [-1, 1], ``align112_rgb_pm1``, as the upstream model) and
+gives ``logits`` [N,8] in the vocabulary order, already divided by the calibrated temperature. Each ``PRelu`` is
+rewritten as ``Max(x, x*a)`` (exact for slopes <= 1; faster in onnxruntime, see ``emotion.model.optimize``).
+Prints a JSON report: PyTorch-vs-onnxruntime agreement on real aligned faces, accuracy on the cached sets,
+single-thread latency per face, file size and sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from emotion.core.model_files import verify_metadata
+from emotion.model.optimize import prelu_to_mul_max
+from emotion.model.training import VOCABULARY
+from emotion.model.training.faces import load_faces, to_network
+from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, summarise
+
+PREPROCESSING = "align112_rgb_pm1"
+INPUT = "data"
+OUTPUT = "logits"
+INPUT_SPEC = {"name": INPUT, "shape": ["N", 3, 112, 112], "dtype": "float32", "layout": "NCHW", "color": "RGB",
+              "range": [-1.0, 1.0]}
+PREPROCESSING_SPEC = {
+    "name": PREPROCESSING,
+    "alignment": "4-DOF similarity fitted by least squares from the 5 YuNet landmarks to the ArcFace 112x112 "
+    "template (emotion.core.align), cv2.warpAffine with a black border",
+    "color": "BGR -> RGB",
+    "scale": "(x / 255 - 0.5) / 0.5 -> [-1, 1]",
+    "layout": "NCHW [N, 3, 112, 112]",
+}
+
+
+def load_final(path: str | Path) -> tuple[EmotionNet8, FinetuneConfig, dict[str, Any]]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = FinetuneConfig.model_validate(ck["config"])
+    net = build_model(cfg)
+    net.load_state_dict(ck["state_dict"])
+    return net.eval(), cfg, ck
+
+
+def metadata(name: str, version: str, ck: dict[str, Any], cfg: FinetuneConfig) -> dict[str, str]:
+    return {
+        "labels": json.dumps(list(VOCABULARY)),
+        "preprocessing": PREPROCESSING,
+        "preprocessing_spec": json.dumps(PREPROCESSING_SPEC),
+        "input": json.dumps(INPUT_SPEC),
+        "output": OUTPUT,
+        "model_name": name,
+        "model_version": version,
+        "temperature": f"{ck['temperature']:.4f}",
+        "validation": json.dumps({k: v for k, v in ck["metrics"].items() if isinstance(v, dict)}),
+        "training_config": json.dumps(cfg.model_dump(), sort_keys=True),
+    }
+
+
+def export(net: EmotionNet8, out: Path, md: dict[str, str]) -> int:
+    """Write the ONNX file (symbolic batch ``N``); returns how many PRelu nodes were rewritten."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 112, 112),), str(out), input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "N"}, OUTPUT: {0: "N"}}, opset_version=17,
+                          do_constant_folding=True, dynamo=False)
+    model = onnx.load(str(out))
+    rewritten = prelu_to_mul_max(model)
+    onnx.helper.set_model_props(model, md)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return rewritten
+
+
+def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(sess: ort.InferenceSession, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    return np.concatenate([sess.run(None, {INPUT: to_network(images[i : i + batch])})[0]
+                           for i in range(0, len(images), batch)])
+
+
+def bench(path: Path, runs: int = 40) -> dict[str, float]:
+    """Median single-thread latency per face at batch 1 and 8 (the engine's chunk)."""
+    sess = session(path, 1)
+    res = {}
+    for b in (1, 8):
+        x = np.random.default_rng(0).uniform(-1, 1, (b, 3, 112, 112)).astype(np.float32)
+        for _ in range(5):
+            sess.run(None, {INPUT: x})
+        ts = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            sess.run(None, {INPUT: x})
+            ts.append(time.perf_counter() - t)
+        res[f"batch{b}_ms_per_face"] = round(float(np.median(ts)) * 1000 / b, 3)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="export8", description="Export the fine-tuned 8-class MobileFaceNet.")
+    ap.add_argument("--checkpoint", default=".cache/train/mobilefacenet8/final.pt")
+    ap.add_argument("--out", default="model/mobilefacenet8.onnx")
+    ap.add_argument("--name", default="mobilefacenet8")
+    ap.add_argument("--version", default="mobilefacenet8-ferplus-sfew-v1")
+    ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--report")
+    a = ap.parse_args(argv)
+
+    net, cfg, ck = load_final(a.checkpoint)
+    out = Path(a.out)
+    md = metadata(a.name, a.version, ck, cfg)
+    rewritten = export(net, out, md)
+    sess = session(out, 2)
+    got_md = dict(sess.get_modelmeta().custom_metadata_map)
+    verify_metadata(got_md, VOCABULARY, PREPROCESSING, OUTPUT)
+    shape = sess.get_inputs()[0].shape
+    if isinstance(shape[0], int):
+        raise RuntimeError(f"batch dimension is fixed: {shape}")
+    faces = Path(cfg.faces_dir)
+    report: dict[str, Any] = {"onnx": {"file": str(out), "size": out.stat().st_size,
+                                       "sha256": hashlib.sha256(out.read_bytes()).hexdigest()},
+                              "prelu_rewritten": rewritten, "input_shape": shape,
+                              "temperature": ck["temperature"], "step": ck["step"]}
+    for name in ("sfew_val", "ferplus_holdout", "ferplus_publictest"):
+        path = faces / f"{name}.npz"
+        if not path.exists():
+            continue
+        ds = load_faces(path)
+        got = ort_logits(sess, ds["images"])
+        if name == "sfew_val":
+            with torch.no_grad():
+                ref = net(torch.from_numpy(to_network(ds["images"]))).numpy()
+            diff = float(np.abs(ref - got).max())
+            report["agreement"] = {"n": len(ref), "max_abs_logit_diff": diff,
+                                   "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+            if diff > 1e-3:
+                raise RuntimeError(f"onnxruntime disagrees with PyTorch: max |diff| {diff:.2e}")
+        report[name] = summarise(got, ds["labels"])
+    if a.bench:
+        report["latency"] = bench(out)
+    text = json.dumps(report, indent=2)
+    if a.report:
+        Path(a.report).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,439 @@
+"""Fine-tune the RAF-DB MobileFaceNet into an 8-class model (new contempt output), with learning without forgetting.
+
+``python -m emotion.model.training.finetune model/configs/mobilefacenet8.json [--max-minutes M] [--deadline HH:MM]``
+
+Recipe (model card: ``model/MODEL_CARD_mobilefacenet8.md``):
+
+* Start: :class:`~emotion.model.training.mobilefacenet.DequantisedMobileFaceNet` (the staged int8 ONNX file's
+  weights in fp32); the upstream 7-way classifier becomes an 8-way one in the vocabulary order, the contempt row
+  initialised from the mean of the other rows.
+* Data (cached by ``emotion.model.training.faces``): FER+ train with its vote distributions, and SFEW train minus
+  the held-out films, drawn as ``sfew_fraction`` of each batch.
+* Loss: soft cross-entropy on the targets + ``distill_weight`` x T^2 x KL(teacher || student) on the 7 shared
+  classes at temperature ``distill_temperature``, the teacher being the original model's logits on the same crops.
+* Augmentation (:func:`augment`): grey <-> colour, scale / shift / small rotation / flip, resolution loss, blur,
+  JPEG quality, brightness / contrast, partial occlusion.
+* The first layers (up to ``freeze_until``) stay frozen: on one CPU thread their backward is half of a step.
+* AdamW, warm-up then cosine by max(step, time) progress against the time budget; EMA of the weights, which is
+  what is evaluated and exported. A checkpoint (``last.pt``) every ``checkpoint_minutes``; a rerun resumes it.
+* After training: one temperature fitted on the held-out FER+ slice + SFEW validation films (NLL), stored in the
+  checkpoint; :mod:`emotion.model.training.export8` divides the logits by it inside the exported graph.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP workers must not spin on a shared CPU
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from pydantic import BaseModel, ConfigDict  # noqa: E402
+from torch import nn  # noqa: E402
+
+from emotion.model.training import VOCABULARY  # noqa: E402
+from emotion.model.training.data import expand_path  # noqa: E402
+from emotion.model.training.faces import load_faces  # noqa: E402
+from emotion.model.training.mobilefacenet import UPSTREAM_LABELS, DequantisedMobileFaceNet  # noqa: E402
+
+# Student columns that correspond to the teacher's 7 outputs, in the teacher's order.
+SHARED_COLUMNS = [VOCABULARY.index(label) for label in UPSTREAM_LABELS]
+
+
+class FinetuneConfig(BaseModel):
+    """One fine-tuning run (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "mobilefacenet8"
+    seed: int = 1234
+    source_onnx: str = "${SHARED}/models/facial_expression_recognition_mobilefacenet_2022july_int8.onnx"
+    faces_dir: str = "/tmp/emotion_faces"
+    out_dir: str = ".cache/train/mobilefacenet8"
+    num_threads: int = 1
+    batch_size: int = 32
+    sfew_fraction: float = 0.2
+    lr_backbone: float = 2e-4
+    lr_head: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    max_steps: int = 5000
+    max_minutes: float = 45.0
+    checkpoint_minutes: float = 5.0
+    eval_every: int = 400
+    ema_decay: float = 0.998
+    dropout: float = 0.2
+    freeze_until: str | None = "358_quantized"
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    label_smoothing: float = 0.0
+    # augmentation probabilities / ranges
+    p_grey: float = 0.2  # colour -> grey
+    p_tint: float = 0.5  # grey -> colour (per-channel gains)
+    tint: float = 0.15
+    hflip: float = 0.5
+    rotate_deg: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.05
+    p_lowres: float = 0.2
+    p_blur: float = 0.2
+    p_jpeg: float = 0.3
+    jpeg_quality: tuple[int, int] = (30, 90)
+    brightness: float = 0.2
+    contrast: float = 0.2
+    p_occlude: float = 0.25
+    occlude_frac: tuple[float, float] = (0.15, 0.4)
+
+
+def load_config(path: str | Path) -> FinetuneConfig:
+    return FinetuneConfig.model_validate(json.loads(Path(path).read_text()))
+
+
+class EmotionNet8(nn.Module):
+    """Backbone features -> dropout -> linear 512x8 (vocabulary order); logits are divided by ``temperature``."""
+
+    temperature: torch.Tensor
+
+    def __init__(self, backbone: DequantisedMobileFaceNet, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(512, len(VOCABULARY))
+        self.register_buffer("temperature", torch.ones(()))
+        w7, b7 = backbone.classifier_weights()  # [512, 7], [7] in the upstream order
+        with torch.no_grad():
+            w = torch.empty(len(VOCABULARY), 512)
+            b = torch.empty(len(VOCABULARY))
+            w[SHARED_COLUMNS] = w7.t()
+            b[SHARED_COLUMNS] = b7
+            contempt = VOCABULARY.index("contempt")
+            w[contempt] = w7.t().mean(0)
+            b[contempt] = b7.min() - 1.0  # a rare class: start below every other
+            self.head.weight.copy_(w)
+            self.head.bias.copy_(b)
+        for p in backbone.classifier_weights():
+            p.requires_grad_(False)  # replaced by the new head
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone.features(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x) / self.temperature
+
+
+def build_model(cfg: FinetuneConfig) -> EmotionNet8:
+    backbone = DequantisedMobileFaceNet(expand_path(cfg.source_onnx))
+    backbone.freeze_until(cfg.freeze_until)
+    return EmotionNet8(backbone, cfg.dropout)
+
+
+# --- augmentation ---------------------------------------------------------------------------------------------
+
+
+def jpeg_and_resolution(images: np.ndarray, cfg: FinetuneConfig, rng: np.random.Generator) -> np.ndarray:
+    """Per-image OpenCV steps on uint8 RGB [N,112,112,3]: resolution loss, then JPEG at a random quality."""
+    out = images.copy()
+    for i in range(len(out)):
+        if rng.random() < cfg.p_lowres:
+            side = int(rng.integers(28, 72))
+            small = cv2.resize(out[i], (side, side), interpolation=cv2.INTER_AREA)
+            out[i] = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < cfg.p_jpeg:
+            q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+            ok, buf = cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, q])
+            decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+            if decoded is not None:
+                out[i] = decoded.reshape(out[i].shape)
+    return out
+
+
+def augment(x: torch.Tensor, cfg: FinetuneConfig, gen: torch.Generator) -> torch.Tensor:
+    """Tensor steps on float RGB [N,3,H,W] in [0,1]: grey<->colour, affine, blur, photometric, occlusion."""
+    n, _, h, w = x.shape
+
+    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return torch.rand(*(shape or (n,)), generator=gen) * (hi - lo) + lo
+
+    grey = x.mean(1, keepdim=True)
+    is_grey = (x - grey).abs().amax(dim=(1, 2, 3)) < 2 / 255
+    to_grey = (u(0, 1) < cfg.p_grey) & ~is_grey
+    x = torch.where(to_grey.view(n, 1, 1, 1), grey.expand_as(x), x)
+    tint = (u(0, 1) < cfg.p_tint) & (is_grey | to_grey)
+    gains = 1 + u(-cfg.tint, cfg.tint, n, 3, 1, 1) * tint.view(n, 1, 1, 1)
+    x = x * gains
+
+    ang = u(-cfg.rotate_deg, cfg.rotate_deg) * (math.pi / 180.0)
+    sc = u(cfg.scale[0], cfg.scale[1])
+    flip = torch.where(u(0, 1) < cfg.hflip, -1.0, 1.0)
+    tx, ty = u(-cfg.translate, cfg.translate), u(-cfg.translate, cfg.translate)
+    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx * 2], 1), torch.stack([sin * flip, cos, ty * 2], 1)], 1)
+    grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # black, as serving
+
+    blur = u(0, 1) < cfg.p_blur
+    if blur.any():
+        sigma = float(u(0.6, 1.6, 1))
+        k = torch.arange(-3, 4, dtype=torch.float32)
+        k = torch.exp(-(k**2) / (2 * sigma**2))
+        k = (k / k.sum()).view(1, 1, 1, 7).repeat(3, 1, 1, 1)
+        xb = F.conv2d(F.pad(x[blur], (3, 3, 0, 0), mode="replicate"), k, groups=3)
+        xb = F.conv2d(F.pad(xb, (0, 0, 3, 3), mode="replicate"), k.transpose(2, 3), groups=3)
+        x = x.clone()
+        x[blur] = xb
+
+    b = u(-cfg.brightness, cfg.brightness).view(n, 1, 1, 1)
+    c = u(1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1)
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - m) * c + m + b * 0.5
+
+    occ = u(0, 1) < cfg.p_occlude
+    eh = (u(*cfg.occlude_frac) * h).long()
+    ew = (u(*cfg.occlude_frac) * w).long()
+    y0 = (u(0, 1) * (h - eh)).long()
+    x0 = (u(0, 1) * (w - ew)).long()
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(w).view(1, 1, w)
+    mask = (
+        (ys >= y0.view(n, 1, 1)) & (ys < (y0 + eh).view(n, 1, 1))
+        & (xs >= x0.view(n, 1, 1)) & (xs < (x0 + ew).view(n, 1, 1)) & occ.view(n, 1, 1)
+    )
+    x = torch.where(mask.unsqueeze(1), u(0, 1).view(n, 1, 1, 1), x)
+    return x.clamp(0.0, 1.0)
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 RGB [N,112,112,3] -> float [N,3,112,112] in [0,1] (the network takes (x - 0.5) / 0.5)."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float().div_(255.0)
+
+
+def normalise(x01: torch.Tensor) -> torch.Tensor:
+    return (x01 - 0.5) / 0.5
+
+
+# --- losses, evaluation, calibration --------------------------------------------------------------------------
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, cfg: FinetuneConfig) -> torch.Tensor:
+    """Soft cross-entropy on the targets + LwF distillation on the 7 classes the teacher knows."""
+    t = targets
+    if cfg.label_smoothing > 0:
+        t = t * (1 - cfg.label_smoothing) + cfg.label_smoothing / t.shape[1]
+    ce = -(t * F.log_softmax(logits, 1)).sum(1).mean()
+    if cfg.distill_weight <= 0:
+        return ce
+    temp = cfg.distill_temperature
+    kd = F.kl_div(F.log_softmax(logits[:, SHARED_COLUMNS] / temp, 1), F.log_softmax(teacher / temp, 1),
+                  log_target=True, reduction="batchmean") * temp * temp
+    return ce + cfg.distill_weight * kd
+
+
+@torch.no_grad()
+def predict_logits(model: EmotionNet8, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Raw logits (before the temperature) [N,8] on uint8 RGB aligned faces."""
+    model.eval()
+    out = [model.logits(normalise(to_input(images[i : i + batch]))) for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(VOCABULARY)), np.float32)
+
+
+def summarise(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> dict[str, float]:
+    """Accuracy and macro recall on the rows with a label; NLL at ``temperature``."""
+    keep = labels >= 0
+    z, y = logits[keep] / temperature, labels[keep]
+    pred = z.argmax(1)
+    recalls = [float((pred[y == c] == c).mean()) for c in np.unique(y)]
+    logp = z - z.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    return {
+        "n": int(keep.sum()),
+        "accuracy": round(float((pred == y).mean()), 4),
+        "macro_recall": round(float(np.mean(recalls)), 4),
+        "nll": round(float(-logp[np.arange(len(y)), y].mean()), 4),
+    }
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises NLL on labelled rows (golden-section search on log T in [-2, 2])."""
+    keep = labels >= 0
+    z, y = torch.from_numpy(logits[keep]).double(), torch.from_numpy(labels[keep])
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(z / math.exp(log_t), y))
+
+    lo, hi = -2.0, 2.0
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(60):
+        if nll(a) < nll(b):
+            hi, b = b, a
+            a = hi - g * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + g * (hi - lo)
+    return math.exp((lo + hi) / 2)
+
+
+# --- training loop --------------------------------------------------------------------------------------------
+
+
+class Ema:
+    def __init__(self, model: EmotionNet8, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            if p.requires_grad:
+                e.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+
+def _log(path: Path, rec: dict[str, Any]) -> None:
+    with path.open("a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+def _deadline_seconds(deadline: str | None) -> float | None:
+    """Seconds from now until ``HH:MM`` UTC today (``None``: no deadline)."""
+    if not deadline:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    hh, mm = (int(v) for v in deadline.split(":"))
+    end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    return (end - now).total_seconds()
+
+
+def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
+    """Run (or resume) a fine-tuning run; returns the final record (also appended to results.jsonl)."""
+    torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "results.jsonl"
+    faces = Path(cfg.faces_dir)
+    fer, sfew = load_faces(faces / "ferplus_train.npz"), load_faces(faces / "sfew_train.npz")
+    val_sets = {name: load_faces(faces / f"{name}.npz") for name in ("ferplus_holdout", "sfew_val")}
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    ema = Ema(model, cfg.ema_decay)
+    head = list(model.head.parameters())
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": cfg.lr_backbone}, {"params": head, "lr": cfg.lr_head}],
+                            weight_decay=cfg.weight_decay)
+    base_lrs = [cfg.lr_backbone, cfg.lr_head]
+    step, elapsed = 0, 0.0
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ckpt_path = out / "last.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.model.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        rng.bit_generator.state = ck["rng"]
+        gen.set_state(ck["gen"])
+        print(f"[finetune] resumed at step {step} ({elapsed / 60:.1f} min done)", flush=True)
+    else:
+        _log(log_path, {"event": "config", "config": cfg.model_dump()})
+
+    budget = cfg.max_minutes * 60
+    left = _deadline_seconds(deadline)
+    if left is not None:
+        budget = min(budget, elapsed + left)
+
+    def save() -> None:
+        torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "elapsed": elapsed, "rng": rng.bit_generator.state, "gen": gen.get_state(),
+                    "config": cfg.model_dump()}, ckpt_path.with_suffix(".tmp"))
+        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+
+    n_sfew = int(round(cfg.batch_size * cfg.sfew_fraction))
+    t_start, t_ckpt = time.time(), time.time()
+    start_elapsed = elapsed
+    run_loss, seen = 0.0, 0
+    model.train()
+    while step < cfg.max_steps and elapsed < budget:
+        i_f = rng.integers(0, len(fer["images"]), cfg.batch_size - n_sfew)
+        i_s = rng.integers(0, len(sfew["images"]), n_sfew)
+        imgs = np.concatenate([fer["images"][i_f], sfew["images"][i_s]])
+        targets = torch.from_numpy(np.concatenate([fer["targets"][i_f], sfew["targets"][i_s]]))
+        teacher = torch.from_numpy(np.concatenate([fer["teacher"][i_f], sfew["teacher"][i_s]]))
+        x = normalise(augment(to_input(jpeg_and_resolution(imgs, cfg, rng)), cfg, gen))
+        progress = max(step / cfg.max_steps, elapsed / budget)
+        warm = min(1.0, (step + 1) / cfg.warmup_steps)
+        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        model.train()
+        loss = loss_fn(model.logits(x), targets, teacher, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.update(model)
+        step += 1
+        elapsed = start_elapsed + time.time() - t_start
+        run_loss += float(loss) * len(imgs)
+        seen += len(imgs)
+        if step % 50 == 0:
+            print(f"[finetune] step {step} loss {run_loss / seen:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                  f"{elapsed / 60:.1f}/{budget / 60:.0f} min", flush=True)
+        if step % cfg.eval_every == 0:
+            rec = {"event": "eval", "step": step, "elapsed_min": round(elapsed / 60, 2),
+                   "train_loss": round(run_loss / max(seen, 1), 4)}
+            for name, ds in val_sets.items():
+                rec[name] = summarise(predict_logits(ema.model, ds["images"]), ds["labels"])
+            _log(log_path, rec)
+            print(f"[finetune] {json.dumps(rec)}", flush=True)
+            run_loss, seen = 0.0, 0
+        if time.time() - t_ckpt > cfg.checkpoint_minutes * 60:
+            save()
+            t_ckpt = time.time()
+    save()
+
+    final_model = ema.model
+    val_logits = {name: predict_logits(final_model, ds["images"]) for name, ds in val_sets.items()}
+    all_logits = np.concatenate(list(val_logits.values()))
+    all_labels = np.concatenate([ds["labels"] for ds in val_sets.values()])
+    temperature = fit_temperature(all_logits, all_labels)
+    final_model.temperature.fill_(temperature)
+    final = {"event": "final", "step": step, "elapsed_min": round(elapsed / 60, 2), "temperature": temperature,
+             "stop_reason": "max_steps" if step >= cfg.max_steps else "time_budget"}
+    for name, ds in val_sets.items():
+        final[name] = summarise(val_logits[name], ds["labels"], temperature)
+    torch.save({"state_dict": final_model.state_dict(), "config": cfg.model_dump(), "step": step,
+                "temperature": temperature, "metrics": final}, out / "final.pt")
+    _log(log_path, final)
+    print(f"[finetune] {json.dumps(final)}", flush=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="finetune", description="Fine-tune MobileFaceNet into an 8-class model.")
+    ap.add_argument("config")
+    ap.add_argument("--max-minutes", type=float)
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--out-dir")
+    ap.add_argument("--faces-dir")
+    ap.add_argument("--deadline", help="HH:MM UTC: stop (and keep a checkpoint) by then")
+    a = ap.parse_args(argv)
+    cfg = load_config(a.config)
+    upd = {k: v for k, v in {"max_minutes": a.max_minutes, "max_steps": a.max_steps, "out_dir": a.out_dir,
+                             "faces_dir": a.faces_dir}.items() if v is not None}
+    final = train(cfg.model_copy(update=upd), a.deadline)
+    print(json.dumps({k: final[k] for k in ("step", "temperature", "stop_reason")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
