@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from emotion import __version__
-from emotion.api import jobs_routes, routes
+from emotion.api import docs, jobs_routes, routes
 from emotion.api.errors import install_error_handlers
 from emotion.api.middleware import RequestGuard, body_limit_for
 from emotion.api.openapi_docs import ERROR_RESPONSES
@@ -63,11 +63,14 @@ def create_app() -> FastAPI:
             '`{"error": {"code", "message"}}` with the matching status.'
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from the pinned Swagger UI package (emotion.api.docs), not a CDN
+        redoc_url=None,
     )
     app.add_middleware(RequestGuard, limits=body_limit_for(jobs_routes.body_limits.items()))
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.public_router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=routes.STATIC_DIR), name="static")
     app.include_router(jobs_routes.router, dependencies=routes.router.dependencies, responses=ERROR_RESPONSES)
     # The upload stand-in carries its own signed policy (no API key). Validation errors everywhere answer the

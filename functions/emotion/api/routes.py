@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
@@ -14,13 +14,20 @@ from emotion import __version__
 from emotion.api.auth import require_api_key
 from emotion.api.inputs import read_image
 from emotion.api.limits import engine_limiter
-from emotion.api.openapi_docs import _BINARY, ERROR_RESPONSES, IMAGE_ERROR_RESPONSES, IMAGE_REQUEST_BODY
-from emotion.api.schemas import Health, ModelInfo, ModelsResponse
+from emotion.api.openapi_docs import (
+    _BINARY,
+    ANALYSIS_EXAMPLE,
+    ERROR_RESPONSES,
+    IMAGE_ERROR_RESPONSES,
+    IMAGE_REQUEST_BODY,
+    example_response,
+)
+from emotion.api.schemas import Health, Limits, ModelInfo, ModelsResponse
 from emotion.core.annotate import annotate
 from emotion.core.engine import classifier_names, default_options, engines_loaded, get_engine
 from emotion.core.imageio import decode_image, encode_image
 from emotion.core.manifest import load_manifest
-from emotion.core.results import AnalysisResult
+from emotion.core.results import AnalysisResult, EmotionLabel
 from emotion.settings import get_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -82,7 +89,8 @@ async def run_engine(request: Request, fn: Callable[..., T], *args: Any) -> T:
 @router.post(
     "/v1/analyze",
     response_model=AnalysisResult,
-    responses=IMAGE_ERROR_RESPONSES,
+    responses={**example_response(ANALYSIS_EXAMPLE, "Every face found: box, landmarks, emotions"),
+               **IMAGE_ERROR_RESPONSES},
     openapi_extra=IMAGE_REQUEST_BODY,
     tags=["analysis"],
     summary="Faces and emotions in one image (JSON)",
@@ -144,7 +152,7 @@ def models() -> ModelsResponse:
             version=spec.version,
             role=spec.role,
             licence=spec.licence,
-            labels=spec.labels,
+            labels=cast(list[EmotionLabel], spec.labels),  # vocabulary names; ModelInfo validates them
             input=spec.input.model_dump(),
             urls=spec.urls,
             default=spec.name in in_use,
@@ -152,7 +160,9 @@ def models() -> ModelsResponse:
         )
         for spec in manifest.models
     ]
-    return ModelsResponse(detector=manifest.default_detector, classifier=settings.classifier, models=infos)
+    limits = Limits(max_body_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels, max_side=settings.max_side)
+    return ModelsResponse(detector=manifest.default_detector, classifier=settings.classifier, models=infos,
+                          limits=limits)
 
 
 @public_router.get("/healthz", response_model=Health, tags=["health"], summary="Liveness (no API key needed)")

@@ -30,10 +30,19 @@ class ModelInfo(BaseModel):
     available: bool = Field(description="the model file is present in the server's model directory")
 
 
+class Limits(BaseModel):
+    """What one image may be, so a client (the web page) can check or shrink a photo before uploading it."""
+
+    max_body_bytes: int = Field(description="largest request body", examples=[6_000_000])
+    max_pixels: int = Field(description="largest image, width x height", examples=[40_000_000])
+    max_side: int = Field(description="longest image side, px", examples=[20_000])
+
+
 class ModelsResponse(BaseModel):
     detector: str = Field(description="name of the detector in use", examples=["yunet"])
     classifier: str = Field(description="name of the default classifier", examples=["mobilefacenet"])
     models: list[ModelInfo]
+    limits: Limits
 
 
 class Health(BaseModel):
