@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from emotion.api.openapi_docs import NOT_FOUND_RESPONSE
 from emotion.core.errors import BadParameter, EmotionError
+from emotion.core.results import AnalysisResult
+from emotion.core.video import VideoResult
 from emotion.jobs import service
 from emotion.jobs.worker import embedded_worker, worker
 from emotion.settings import get_settings
@@ -59,6 +62,19 @@ class JobError(BaseModel):
     message: str
 
 
+class ImageJobResult(AnalysisResult):
+    model_config = ConfigDict(extra="allow")  # a stored result is shown whole, never trimmed to the schema
+    kind: Literal["image"]
+
+
+class VideoJobResult(VideoResult):
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["video"]
+
+
+JobResult = Annotated[ImageJobResult | VideoJobResult, Field(discriminator="kind")]
+
+
 class JobStatus(BaseModel):
     job_id: str
     status: service.Status
@@ -67,7 +83,7 @@ class JobStatus(BaseModel):
     updated_at: str
     kind: str | None = None
     filename: str | None = None
-    result: dict[str, Any] | None = Field(None, description="the analysis (image) or video result when small")
+    result: JobResult | None = Field(None, description="the analysis (image) or video result when small")
     result_url: str | None = Field(None, description="presigned GET of result.json when too large to inline")
     annotated_url: str | None = None
     error: JobError | None = None
@@ -114,7 +130,8 @@ async def create_job(body: JobRequest, request: Request) -> JobCreated:
     return JobCreated(**created)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobStatus, summary="A job's status and result")
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND_RESPONSE,
+            summary="A job's status and result")
 async def get_job(request: Request, job_id: str = JOB_ID_PATH) -> JobStatus:
     view = await run_in_threadpool(service.get_job, job_id)
     for name in ("result_url", "annotated_url"):
