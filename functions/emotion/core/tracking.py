@@ -66,9 +66,10 @@ class Track:
     gallery: list[list] = field(default_factory=list)
     embedding: np.ndarray | None = None  # unit mean of the gallery's embeddings, set when the track closes
     face: tuple[tuple[float, float], np.ndarray | bytes] | None = None  # (rank, crop; JPEG once closed)
-    # Missed, or matched to a face too poor to identify, since its last identity check: the next
-    # identifiable face it is matched to is checked first (an occlusion is where people swap tracks).
-    unsure: bool = False
+    # When it last had an identifiable face (or passed an identity check). After a while without one (missed,
+    # or matched to faces too poor to identify) the next face it is matched to is checked first: an occlusion
+    # is where people swap tracks.
+    good_ms: float = 0.0
 
     def predict(self, t_ms: float) -> np.ndarray:
         """The box expected at ``t_ms``: position moved at constant velocity, size kept."""
@@ -99,6 +100,9 @@ class Appearance:
     # the dev clips, the same person down to 0.04: a low bar vetoes clear swaps and seldom splits a person
     # (a split is linked again by identity; a swap mixes two people's emotions).
     veto_below: float = 0.15
+    # A track this long without an identifiable face is checked again: at 5 fps two samples, at 25 fps nine
+    # frames; every frame checked cost 4x the embeddings on the Hamilton clip for no other change.
+    unsure_after_ms: float = 350.0
     face_size: int = 96  # px of the representative face crop
 
     def reference(self, track: Track) -> np.ndarray | None:
@@ -193,7 +197,7 @@ class FaceTracker:
         score = self._affinity(self.active, t_ms, boxes)
         ready: dict[int, tuple[float, np.ndarray | None, np.ndarray | None]] = {}
         if self.appearance is not None and frame is not None:
-            ready = self._veto(score, faces, frame)
+            ready = self._veto(t_ms, score, faces, frame)
         assigned: list[int] = [-1] * len(boxes)
         used_tracks: set[int] = set()
         # Confirmed tracks choose first, tentative ones take what is left: a fresh false detection next to
@@ -212,9 +216,9 @@ class FaceTracker:
 
         matched: list[Track] = []
         for di, ti in enumerate(assigned):
-            if ti >= 0 and self.appearance is not None:
-                track = self.active[ti]
-                track.unsure = di not in ready and (track.unsure or self.appearance.gate.geometry(faces[di]) <= 0)
+            if ti >= 0 and self.appearance is not None \
+                    and (di in ready or self.appearance.gate.geometry(faces[di]) > 0):
+                self.active[ti].good_ms = t_ms
             row = np.concatenate(([t_ms, frame_index], boxes[di], [faces[di, 14]], probs[di])).astype(np.float32)
             if ti >= 0:
                 track = self.active[ti]
@@ -229,7 +233,7 @@ class FaceTracker:
                 track.rows.append(row)
                 track.score_sum += float(faces[di, 14])
             else:
-                track = Track(key=self._next_key, box=boxes[di], first_ms=t_ms, last_ms=t_ms, rows=[row],
+                track = Track(key=self._next_key, box=boxes[di], first_ms=t_ms, last_ms=t_ms, good_ms=t_ms, rows=[row],
                               score_sum=float(faces[di, 14]))
                 self._next_key += 1
                 self.active.append(track)
@@ -241,7 +245,6 @@ class FaceTracker:
         seen = {t.key for t in matched}
         for track in self.active:
             track.missed = track.key not in seen
-            track.unsure = track.unsure or track.missed
         return [t.id for t in matched]
 
     @staticmethod
@@ -262,17 +265,27 @@ class FaceTracker:
         if self.appearance is not None:
             self.appearance.close(track)
 
-    def _veto(self, score: np.ndarray, faces: np.ndarray,
+    def _veto(self, t_ms: float, score: np.ndarray, faces: np.ndarray,
               frame: np.ndarray) -> dict[int, tuple[float, np.ndarray | None, np.ndarray | None]]:
         """Refuse (in place) pairs whose faces disagree. Only pairs at risk are checked, which keeps identity
         cheap: contested ones (a detection two tracks could take, a track two detections could extend) and
-        those of an unsure track (see :attr:`Track.unsure`); most associations are neither.
+        those of a track that has had no identifiable face for a while (see :attr:`Track.good_ms`); most
+        associations are neither.
         Returns the detections embedded here (quality, None, embedding), for the galleries."""
         assert self.appearance is not None
         positive = score > 0
-        unsure = np.array([t.unsure for t in self.active], dtype=bool).reshape(-1, 1)
-        contested = positive & ((positive.sum(axis=1, keepdims=True) > 1) | (positive.sum(axis=0, keepdims=True) > 1)
-                                | unsure)
+        # Contested: two candidates of the same kind (both overlap, or both only near by motion). An overlap
+        # beside a mere neighbour is not at risk (the overlap wins), and checking those cost most embeddings.
+        kind = np.where(positive, np.floor(score), -1.0)  # 1 = IoU pair, 0 = motion pair
+        rows = positive & (kind == kind.max(axis=1, keepdims=True)) if kind.size else positive
+        cols = positive & (kind == kind.max(axis=0, keepdims=True)) if kind.size else positive
+        unsure = np.array([t_ms - t.good_ms >= self.appearance.unsure_after_ms for t in self.active],
+                          dtype=bool).reshape(-1, 1)
+        # Tentative tracks choose after confirmed ones, so only confirmed ones compete for a detection.
+        confirmed = np.array([bool(t.id) for t in self.active], dtype=bool).reshape(-1, 1)
+        cols = cols & confirmed
+        contested = positive & ((rows & (rows.sum(axis=1, keepdims=True) > 1))
+                                | (cols & (cols.sum(axis=0, keepdims=True) > 1)) | unsure)
         ready: dict[int, tuple[float, np.ndarray | None, np.ndarray | None]] = {}
         if not contested.any():
             return ready
