@@ -82,7 +82,8 @@ class RequestGuard:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
-                        raise BodyTooLarge(f"request body exceeds the limit of {limit:,} bytes")
+                        raise BodyTooLarge(f"request body exceeds the limit of {limit:,} bytes"
+                                           + (_GATEWAY_HINT if behind_gateway else ""))
                 return message
 
             await self.app(scope, receive_limited, send_wrapper)

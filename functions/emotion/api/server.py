@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -10,8 +11,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 class _Server(uvicorn.Server):
@@ -23,19 +27,77 @@ class _Server(uvicorn.Server):
             return
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
-        sys.stdout.write(f"emotion: serving http://{shown}:{port}/ (API docs at /docs; Ctrl+C to stop)\n")
+        # Set apart by blank lines (and bold on a terminal): the one line a person starting the server needs.
+        bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+        sys.stdout.write(f"\n{bold}emotion: serving http://{shown}:{port}/{plain}  (open it in a browser; API docs at "
+                         f"/docs; Ctrl+C to stop)\n\n")
         sys.stdout.flush()
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with two guards it lacks: a connection whose request line and headers have not
+    all arrived ``header_timeout_s`` after it opened (or after its previous response) is closed, and
+    connections beyond ``max_connections`` are closed at once, so half-sent sockets cannot hold every file
+    descriptor (uvicorn's keep-alive timeout only starts after a first response)."""
+
+    header_timeout_s = 10.0
+    max_connections = 500
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self.logger.warning("connection refused: %d open connections", len(self.connections))
+            transport.close()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state in (h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
+            self._disarm()  # the headers are in; the body is the app's to read
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()  # a kept-alive connection's next request must come complete in time too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        # Still IDLE: h11 has not seen a complete request line and headers since the timer was armed.
+        if self.conn.their_state == h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the API and web page until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from emotion.api.app import app
+    from emotion.settings import get_settings
 
+    settings = get_settings()
+    protocol = type("Protocol", (GuardedH11Protocol,), {"header_timeout_s": settings.http_header_timeout_s,
+                                                         "max_connections": settings.http_max_connections})
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=protocol,
+        timeout_keep_alive=settings.http_keep_alive_s,
         access_log=False,  # the app logs one line per request itself (with its request id)
         server_header=False,
         proxy_headers=False,
