@@ -30,8 +30,9 @@ def small_inline_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactor
         pytest.fail(str(exc))
 
 
-def _run_job(page, server: str, clip: Path) -> tuple[dict, dict]:
-    """Submit the clip through the page; returns (the final job status, the result the page drew)."""
+def _run_job(page, server: str, clip: Path, fps: str = "5", classifier: str = "") -> tuple[dict, dict]:
+    """Submit the clip through the page with the chosen sampling and classifier; returns (the final job status,
+    the result the page drew)."""
     statuses: list[dict] = []
     results: list[dict] = []
 
@@ -46,7 +47,8 @@ def _run_job(page, server: str, clip: Path) -> tuple[dict, dict]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(server)
     page.wait_for_selector("#video-classifier option[value='mobilefacenet']", state="attached", timeout=30_000)
-    page.select_option("#video-fps", "5")
+    page.select_option("#video-fps", fps)
+    page.select_option("#video-classifier", classifier)
     page.set_input_files("#video-file", str(clip))
     page.click("#video-submit")
     page.wait_for_selector(".person-card", timeout=180_000)
@@ -105,7 +107,12 @@ def test_video_job_plays_inline_with_one_card_per_person(server: str, browser_co
 def test_large_result_is_fetched_from_result_url(small_inline_server: str, browser_context, shared_dir: Path) -> None:
     page = browser_context.new_page()
     page.set_viewport_size({"width": 1280, "height": 900})
-    done, result = _run_job(page, small_inline_server, shared_dir / "data" / "videos" / CLIP)
+    done, result = _run_job(page, small_inline_server, shared_dir / "data" / "videos" / CLIP, fps="2",
+                            classifier="ferplus")
     assert done["result"] is None and done["result_url"]  # over the inline limit
+    # The choices made on the page were sent with the job and used.
+    assert result["video"]["sample_fps"] == 2 and 18 <= result["video"]["frames_processed"] <= 20
+    assert result["models"]["classifier"].startswith("ferplus")
+    assert "contempt" in result["persons"][0]["timeline"][0]["emotions"]  # ferplus has 8 emotions
     _check_page(page, result)
     page.close()

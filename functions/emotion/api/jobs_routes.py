@@ -43,6 +43,10 @@ class JobRequest(BaseModel):
     filename: str = Field(min_length=1, max_length=255, examples=["clip.mp4"])
     content_type: str = Field(min_length=1, max_length=100, examples=["video/mp4"])
     size: int = Field(ge=1, description="bytes the client will upload", examples=[1_234_567])
+    classifier: str | None = Field(None, max_length=64, description="emotion classifier (default: the server's)",
+                                   examples=["mobilefacenet"])
+    fps: float | Literal["all"] | None = Field(None, description="video frames analysed per second, or 'all' "
+                                               "(default: the server's video_fps)", examples=[5])
 
 
 class PresignedPost(BaseModel):
@@ -124,7 +128,8 @@ def public_base_url(scope: Mapping[str, Any]) -> str:
 
 @router.post("/v1/jobs", status_code=201, response_model=JobCreated, summary="Create a job and get an upload form")
 async def create_job(body: JobRequest, request: Request) -> JobCreated:
-    created = await run_in_threadpool(service.create_job, body.filename, body.content_type, body.size)
+    created = await run_in_threadpool(service.create_job, body.filename, body.content_type, body.size,
+                                      classifier=body.classifier, fps=body.fps)
     created["upload"]["url"] = _absolute(request, created["upload"]["url"])
     created["status_url"] = _absolute(request, f"/v1/jobs/{created['job_id']}")
     return JobCreated(**created)

@@ -92,11 +92,20 @@ def write_record(record: dict[str, Any], storage: Storage | None = None) -> None
                                          "application/json")
 
 
-def create_job(filename: str, content_type: str, size: int, storage: Storage | None = None) -> dict[str, Any]:
-    """A new pending job and a presigned POST for its upload (content type and size bound by the policy)."""
+def create_job(filename: str, content_type: str, size: int, storage: Storage | None = None,
+               classifier: str | None = None, fps: float | str | None = None) -> dict[str, Any]:
+    """A new pending job and a presigned POST for its upload (content type and size bound by the policy).
+    ``classifier`` and ``fps`` (video frames per second, or "all") are checked now and used when it runs."""
     storage = storage or get_storage()
     settings = get_settings()
     kind = kind_of(content_type)
+    if classifier is not None:
+        from emotion.core.engine import classifier_names
+
+        if classifier not in classifier_names():
+            raise BadParameter(f"unknown classifier {classifier!r}; choose one of {', '.join(classifier_names())}")
+    if fps is not None and fps != "all" and not (isinstance(fps, int | float) and 0 < fps <= 60):
+        raise BadParameter("fps must be between 0 and 60 frames per second, or 'all'")
     if size < 1:
         raise BadParameter("size must be at least 1 byte")
     if size > settings.max_upload_bytes:
@@ -106,7 +115,8 @@ def create_job(filename: str, content_type: str, size: int, storage: Storage | N
     now = _now()
     record = {"job_id": job_id, "status": "pending", "progress": 0.0, "created_at": now, "updated_at": now,
               "kind": kind, "filename": key.rsplit("/", 1)[1], "content_type": content_type, "size": size,
-              "input_key": key, "attempts": 0, "result_key": None, "annotated_key": None, "error": None}
+              "input_key": key, "attempts": 0, "result_key": None, "annotated_key": None, "error": None,
+              "classifier": classifier, "fps": fps}
     write_record(record, storage)
     upload = storage.presigned_post(key, content_type, settings.max_upload_bytes, settings.upload_expires_s)
     log.info("job created", extra={"job_id": job_id, "kind": kind, "size": size})
@@ -225,7 +235,7 @@ def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
             from emotion.core.imageio import decode_image, encode_image
 
             data = source.read_bytes()
-            result = analyze(data)
+            result = analyze(data, classifier=record.get("classifier"))
             body = {"kind": "image", **result.model_dump()}
             bgr = decode_image(data, settings.max_pixels, settings.max_side)
             record["annotated_key"] = annotated_key(job_id, ".jpg")
@@ -242,7 +252,9 @@ def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
                     record["progress"] = round(fraction, 3)
                     write_record(record, storage)
 
-            video = analyze_video_file(source, fps=settings.video_fps, annotate_path=out, on_progress=progress)
+            fps = record.get("fps") or settings.video_fps
+            video = analyze_video_file(source, fps=None if fps == "all" else float(fps),
+                                       classifier=record.get("classifier"), annotate_path=out, on_progress=progress)
             body = {"kind": "video", **video.model_dump()}
             record["annotated_key"] = annotated_key(job_id, ".mp4")
             storage.upload(RESULTS, record["annotated_key"], out, "video/mp4")
