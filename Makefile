@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
+# `make run PORT=8001` when 8000 is taken; HOST=0.0.0.0 to serve other machines.
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
 # Tests, benchmarks and `models fetch` find ../shared through this setting.
 export EMOTION_SHARED_DIR ?= $(abspath $(SHARED))
@@ -16,12 +19,14 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache
 
 .PHONY: setup setup-test models run test lint bench clean
 
-# Runtime install: the service and the CLI.
+# Runtime install: the service and the CLI. Quiet: `make run` shows one line per model, then the URL
+# (pip -qq: errors only; setuptools warns at every editable install of the model/ -> emotion.model mapping).
 $(BIN)/.runtime: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c layers/requirements-lambda.txt -e .
-	touch $@
+	@echo "emotion: installing the service into $(VENV) (the first time takes a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -qq --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install -qq --disable-pip-version-check -c layers/requirements-lambda.txt -e .
+	@touch $@
 
 # Everything the tests need: dev tools, CDK libs, torch (CPU wheel), Chromium, the CDK CLI.
 $(BIN)/.test: $(BIN)/.runtime
@@ -31,7 +36,7 @@ $(BIN)/.test: $(BIN)/.runtime
 setup: $(BIN)/.runtime models
 
 models: $(BIN)/.runtime
-	$(BIN)/emotion models fetch --from $(SHARED)/models
+	@$(BIN)/emotion models fetch --from $(SHARED)/models
 
 system-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
@@ -40,7 +45,7 @@ system-deps:
 setup-test: $(BIN)/.test models system-deps
 
 run: setup
-	$(BIN)/emotion serve
+	@$(BIN)/emotion serve --host $(HOST) --port $(PORT)
 
 test: setup-test
 	$(BIN)/ruff check .

@@ -217,8 +217,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     except FetchError as exc:
         print(f"emotion: {exc}", file=sys.stderr)
         return 2
-    _write_json({"model_dir": str(dest), "fetched": [
-        {"name": r.name, "path": str(r.path), "action": r.action, "source": r.source} for r in results]}, None)
+    if args.json:
+        _write_json({"model_dir": str(dest), "fetched": [
+            {"name": r.name, "path": str(r.path), "action": r.action, "source": r.source} for r in results]},
+            args.json)
+    else:  # one line per model: what a person running `make run` wants to see
+        for r in results:
+            print(f"model {r.name}: {r.action}, sha256 verified ({r.path.name})")
     return 0
 
 
@@ -260,8 +265,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from emotion.api.server import serve
 
+    if args.port and not _port_free(args.host, args.port):
+        print(f"emotion: {args.host}:{args.port} is already in use (another `emotion serve` or `make run`?). "
+              f"Stop it, or pick another port: emotion serve --port {args.port + 1}, or make run PORT={args.port + 1}",
+              file=sys.stderr)
+        return 2
     serve(host=args.host, port=args.port)
     return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether the server could listen there (checked with the same SO_REUSEADDR uvicorn sets)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -320,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames sampled per second, or 'all' for every frame (default: 5)")
     p.add_argument("--json", metavar="PATH", help="write the result (pretty JSON) to PATH instead of stdout")
     p.add_argument("--annotate", metavar="OUT.mp4", type=_mp4_path,
-                   help="write an annotated MP4 (source size and frame rate)")
+                   help="write an annotated H.264 MP4 that browsers play (source size and frame rate; "
+                        "boxes labelled with person ids)")
     p.add_argument("--classifier", choices=classifiers, help=classifier_help)
     p.set_defaults(func=cmd_video)
 
@@ -336,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("names", nargs="*", metavar="NAME", help="model names (default: all)")
     f.add_argument("--from", dest="source", metavar="DIR", help="local mirror, e.g. ../shared/models")
     f.add_argument("--dest", metavar="DIR", help="model directory (default: the EMOTION_MODEL_DIR setting)")
+    f.add_argument("--json", metavar="PATH", help="write what was fetched as JSON to PATH ('-': stdout) instead of "
+                                                  "one line per model")
     msub.add_parser("list", help="models in the manifest and whether they are present (JSON)")
     p.set_defaults(func=cmd_models)
 

@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -192,3 +193,28 @@ def test_a_heic_photo_is_analysed(model_dir, scenes, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (record,) = lines(proc.stdout)
     assert record["image"] == {"width": 1126, "height": 661} and len(record["faces"]) == 2
+
+
+def test_serve_on_a_busy_port_says_what_to_do():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run("serve", "--port", str(port))
+    assert proc.returncode == 2
+    assert f"127.0.0.1:{port} is already in use" in proc.stderr and f"make run PORT={port + 1}" in proc.stderr
+    no_traceback(proc)
+
+
+def test_models_fetch_prints_one_line_per_model(model_dir, shared_dir, tmp_path):
+    proc = run("models", "fetch", "--from", str(shared_dir / "models"), "--dest", str(model_dir))
+    assert proc.returncode == 0, proc.stderr
+    lines_out = proc.stdout.splitlines()
+    assert lines_out and all(re.match(r"model \w+: (present|copied|downloaded|bundled), sha256 verified", line)
+                             for line in lines_out), lines_out
+    target = tmp_path / "fetched.json"
+    assert run("models", "fetch", "--from", str(shared_dir / "models"), "--dest", str(model_dir),
+               "--json", str(target)).returncode == 0
+    assert {m["name"] for m in json.loads(target.read_text())["fetched"]} >= {"yunet", "mobilefacenet"}
