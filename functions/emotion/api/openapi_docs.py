@@ -59,6 +59,16 @@ ANALYSIS_EXAMPLE: dict[str, Any] = {
     "timings_ms": {"decode": 12.12, "detect": 51.0, "classify": 11.11, "total": 74.46},
 }
 
+# GET /v1/jobs/{id} of a photo job that has finished (the embedded server's presigned-GET stand-in URL).
+JOB_STATUS_EXAMPLE: dict[str, Any] = {
+    "job_id": "0123456789abcdef0123456789abcdef", "status": "succeeded", "progress": 1.0,
+    "created_at": "2026-01-01T12:00:00.000Z", "updated_at": "2026-01-01T12:00:01.250Z", "kind": "image",
+    "filename": "fr_two_people.jpg", "result": {"kind": "image", **ANALYSIS_EXAMPLE}, "result_url": None,
+    "annotated_url": "http://127.0.0.1:8000/v1/files/results/jobs/0123456789abcdef0123456789abcdef/annotated.jpg"
+                     "?expires=1767272400&signature=...",
+    "error": None,
+}
+
 
 def example_response(example: dict[str, Any], description: str = "Successful Response") -> dict[int | str, Any]:
     """The 200 entry of ``responses=`` with a JSON example (the schema still comes from ``response_model``)."""
