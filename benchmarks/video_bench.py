@@ -25,10 +25,11 @@ DEFAULT_CLIP = (REPO.parent / "shared" / "data" / "videos" / "fr_short_hamilton_
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from emotion.core.video import analyze_video_file
-path, fps, classifier = sys.argv[1], sys.argv[2], sys.argv[3] or None
+from emotion.core.video import VideoOptions, analyze_video_file
+path, fps, classifier, identity = sys.argv[1], sys.argv[2], sys.argv[3] or None, sys.argv[4] == "1"
 start = time.perf_counter()
-r = analyze_video_file(Path(path), fps=None if fps == "all" else float(fps), classifier=classifier)
+r = analyze_video_file(Path(path), fps=None if fps == "all" else float(fps), classifier=classifier,
+                       options=VideoOptions(identity=identity))
 print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   "frames_read": r.video.frames_read, "frames_processed": r.video.frames_processed,
                   "tracks": len(r.tracks), "persons": len(r.persons), "wall_s": round(time.perf_counter() - start, 2)}))
@@ -65,25 +66,29 @@ def throughput(clip: Path, fps: float | None, classifier: str | None, repeats: i
     runs: dict[bool, list] = {True: [], False: []}
     for _ in range(repeats):
         for identity in (False, True):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = analyze_video_file(clip, fps=fps, classifier=classifier, options=VideoOptions(identity=identity))
-            runs[identity].append((time.perf_counter() - start, result))
+            runs[identity].append((time.perf_counter() - start, result, time.process_time() - cpu))
     report: dict = {"sample_fps": "all" if fps is None else fps}
     for identity, label in ((False, "without_identity"), (True, "with_identity")):
-        wall = statistics.median(w for w, _ in runs[identity])
+        wall = statistics.median(w for w, _, _ in runs[identity])
         result = runs[identity][0][1]
         report[label] = {
             "frames_processed": result.video.frames_processed,
             "frames_read": result.video.frames_read,
             "wall_s_median": round(wall, 3),
+            # CPU seconds of this process (all threads): less sensitive than wall time to other load on a
+            # shared machine.
+            "cpu_s_median": round(statistics.median(c for _, _, c in runs[identity]), 3),
             "processed_frames_per_s": round(result.video.frames_processed / wall, 2),
             "realtime_factor": round(result.video.duration_ms / 1000 / wall, 2),
             "tracks": len(result.tracks),
             "persons": len(result.persons),
             "timings_ms_first_run": result.timings_ms,
         }
-    report["identity_cost_pct"] = round(
-        100 * (report["with_identity"]["wall_s_median"] / report["without_identity"]["wall_s_median"] - 1), 1)
+    for key in ("wall_s_median", "cpu_s_median"):
+        report[f"identity_cost_pct_{key[:-7]}"] = round(
+            100 * (report["with_identity"][key] / report["without_identity"][key] - 1), 1)
     return report
 
 
@@ -138,12 +143,16 @@ def main() -> int:
     if not args.skip_rss:
         rss = {}
         with tempfile.TemporaryDirectory(prefix="video-bench-") as tmp:
-            for times in (1, 8):
+            frame_counts: dict[int, int] = {}
+            for times, identity in ((1, "1"), (8, "1"), (1, "0")):
                 path = Path(tmp) / f"concat{times}x.mp4"
-                frames = concatenate(args.clip, times, path)
-                out = subprocess.run([sys.executable, "-c", CHILD, str(path), "5", args.classifier or ""],
+                if times not in frame_counts:
+                    frame_counts[times] = concatenate(args.clip, times, path)
+                frames = frame_counts[times]
+                out = subprocess.run([sys.executable, "-c", CHILD, str(path), "5", args.classifier or "", identity],
                                      check=True, capture_output=True, text=True)
-                rss[f"{times}x"] = {"frames": frames, **json.loads(out.stdout.strip().splitlines()[-1])}
+                name = f"{times}x" if identity == "1" else f"{times}x_without_identity"
+                rss[name] = {"frames": frames, **json.loads(out.stdout.strip().splitlines()[-1])}
         rss["ratio_8x_over_1x"] = round(rss["8x"]["peak_rss_mb"] / rss["1x"]["peak_rss_mb"], 3)
         report["peak_rss_5fps"] = rss
     report["load_avg_end"] = os.getloadavg()[0]
