@@ -225,3 +225,19 @@ def test_a_file_too_large_to_shrink_is_refused_before_upload(server: str, browse
     assert "7.0 MB" in error.inner_text() and "Save the photo as a JPEG" in error.inner_text()
     assert uploads == []
     page.close()
+
+
+def test_a_heic_photo_is_analysed_and_shown(server: str, browser_context, scenes: Path, tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif", reason="HEIC support comes from pillow-heif (runtime dependency)")
+    pillow_heif.register_heif_opener()
+    heic = tmp_path / "IMG_0001.HEIC"
+    with Image.open(scenes / "fr_two_people.jpg") as img:
+        img.save(heic, format="HEIF", quality=85)
+    page = browser_context.new_page()
+    page.goto(server)
+    result = analyse(page, heic)
+    assert len(result["faces"]) == 2 and page.locator("#error").is_hidden()
+    # Chromium cannot show HEIC: the page shows the server's JPEG of it, at the photo's size.
+    assert page.locator("#photo").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [1126, 661]
+    assert page.locator("#overlay .face-box").count() == 2
+    page.close()
