@@ -1,4 +1,5 @@
-"""Build-time check: the default detector and classifier are in the model dir with the manifest's sha256.
+"""Build-time check: the default detector and classifier and the identity model are in the model dir with the
+manifest's sha256.
 
 Usage: ``python verify_models.py MODEL_DIR``. Exits non-zero (failing the image build) otherwise.
 """
@@ -17,6 +18,7 @@ def main(model_dir: str) -> int:
     manifest = json.loads(resources.files("emotion.model").joinpath("manifest.json").read_text())
     by_name = {m["name"]: m for m in manifest["models"]}
     wanted = {manifest["default_detector"], manifest["default_classifier"]}
+    wanted |= {m["name"] for m in manifest["models"] if m["role"] == "identity"}  # videos link persons with it
     failures = []
     for name in sorted(wanted):
         entry = by_name[name]
