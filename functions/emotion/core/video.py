@@ -224,6 +224,8 @@ class VideoAnalyzer:
             write_annotated(path, result, annotate_path)
             result.timings_ms["annotate"] = round((time.perf_counter() - t) * 1000, 1)
             result.timings_ms["total"] = round((time.perf_counter() - start) * 1000, 1)
+        if on_progress is not None:
+            on_progress(1.0)
         return result
 
     def _run(self, cap: cv2.VideoCapture, start: float, progress: bool,
@@ -264,6 +266,11 @@ class VideoAnalyzer:
         try:
             for index, t_ms, frames_corrupt, frame_source in _frames(cap, declared, frame_ms, opts, timer):
                 corrupt += frames_corrupt
+                if bar is not None:
+                    bar.update(1 + frames_corrupt)
+                if on_progress is not None and declared and time.perf_counter() - last_report > 1.0:
+                    last_report = time.perf_counter()
+                    on_progress(min(0.99, (index + 1) / declared))
                 sampled = step_ms is None or t_ms + 0.5 >= next_due
                 if not sampled:
                     read += 1
@@ -287,11 +294,6 @@ class VideoAnalyzer:
                 pending.append(_Pending(index, t_ms, frame, True, self._submit(frame)))
                 if len(pending) >= opts.batch_frames:
                     flush()
-                if bar is not None:
-                    bar.update(1)
-                if on_progress is not None and declared and time.perf_counter() - last_report > 1.0:
-                    last_report = time.perf_counter()
-                    on_progress(min(0.99, (index + 1) / declared))
             flush()
         finally:
             if bar is not None:
