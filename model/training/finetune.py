@@ -383,7 +383,7 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         ema.update(model)
         step += 1
         elapsed = start_elapsed + time.time() - t_start
-        run_loss += float(loss) * len(imgs)
+        run_loss += loss.item() * len(imgs)
         seen += len(imgs)
         if step % 50 == 0:
             print(f"[finetune] step {step} loss {run_loss / seen:.4f} lr {opt.param_groups[0]['lr']:.2e} "

@@ -43,13 +43,21 @@ class DequantisedMobileFaceNet(nn.Module):
         self.params = nn.ParameterDict()
         self._qparams: dict[str, tuple[float, int]] = {}  # activation -> (scale, zero point), for emulation
         self._ops: list[tuple[str, list[str], str, dict[str, Any]]] = []
+        # Integer weights and float32 requantisation multipliers, for the exact int8 emulation (not parameters).
+        self._int8: dict[str, dict[str, Any]] = {}
+
+        def f32(v: Any) -> np.float32:
+            return np.float32(v)
+
+        def ints(name: str, zp: str) -> torch.Tensor:
+            return torch.from_numpy(init[name].astype(np.float64) - init[zp].astype(np.float64))
 
         def deq(q: str, s: str, zp: str) -> np.ndarray:
             return (init[q].astype(np.float64) - init[zp].astype(np.float64)) * init[s].astype(np.float64)
 
         def param(name: str, value: np.ndarray) -> str:
             key = _key(name)
-            self.params[key] = nn.Parameter(torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+            self.params[key] = nn.Parameter(torch.from_numpy(np.array(value, dtype=np.float32)))  # a writable copy
             return key
 
         for node in graph.node:
@@ -65,6 +73,10 @@ class DequantisedMobileFaceNet(nn.Module):
                 w = deq(i[3], i[4], i[5])
                 bias = init[i[8]].astype(np.float64) * float(init[i[1]]) * w_scale
                 self._qparams[out] = (float(init[i[6]]), int(init[i[7]]))
+                self._int8[out] = {"x_scale": f32(init[i[1]]), "w": ints(i[3], i[5]),
+                                   "b": torch.from_numpy(init[i[8]].astype(np.float64)),
+                                   "mult": torch.from_numpy(np.asarray(f32(init[i[1]]) * init[i[4]].astype(np.float32)
+                                                                       / f32(init[i[6]]), np.float32))}
                 self._ops.append(("conv", [i[0]], out, {
                     "w": param(out + "_w", w), "b": param(out + "_b", np.broadcast_to(bias, (w.shape[0],))),
                     "stride": attrs["strides"], "pad": attrs["pads"][:2], "group": attrs.get("group", 1)}))
@@ -76,12 +88,18 @@ class DequantisedMobileFaceNet(nn.Module):
                 self._ops.append(("prelu", [i[0]], out, {"w": param(i[1], init[i[1]])}))
             elif op == "QLinearAdd":
                 self._qparams[out] = (float(init[i[6]]), int(init[i[7]]))
+                self._int8[out] = {"a_scale": f32(init[i[1]]), "b_scale": f32(init[i[4]]),
+                                   "ratio_a": f32(init[i[1]]) / f32(init[i[6]]),
+                                   "ratio_b": f32(init[i[4]]) / f32(init[i[6]]),
+                                   "b_const": ints(i[3], i[5]) if i[3] in init else None}
                 if i[3] in init:  # the classifier bias, a constant
                     self._ops.append(("add_const", [i[0]], out, {"b": param(i[3], deq(i[3], i[4], i[5]))}))
                 else:
                     self._ops.append(("add", [i[0], i[3]], out, {}))
             elif op == "QLinearMatMul":
                 self._qparams[out] = (float(init[i[6]]), int(init[i[7]]))
+                self._int8[out] = {"x_scale": f32(init[i[1]]), "w": ints(i[3], i[5]), "b": None,
+                                   "mult": torch.tensor(f32(init[i[1]]) * f32(init[i[4]]) / f32(init[i[6]]))}
                 self._ops.append(("matmul", [i[0]], out, {"w": param(i[3], deq(i[3], i[4], i[5]))}))
             elif op == "Flatten":
                 self._ops.append(("flatten", [i[0]], out, {}))
@@ -105,10 +123,36 @@ class DequantisedMobileFaceNet(nn.Module):
                     self.params[key].requires_grad_(j >= self._frozen_ops)
 
     def _quant(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """QuantizeLinear then DequantizeLinear with the graph's scale (emulation only): round half to even."""
         if self.emulate_int8 and name in self._qparams:
             scale, zp = self._qparams[name]
-            return torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 255)
+            s = torch.tensor(scale, dtype=torch.float32)
+            return (torch.clamp(torch.round(x / s) + zp, 0, 255) - zp) * s
         return x
+
+    def _op_int8(self, kind: str, ins: list[str], out: str, env: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The QLinear ops as onnxruntime computes them: exact int32 accumulation (in float64), a float32
+        requantisation multiplier, round half to even, saturate to uint8. ``None`` for the float ops."""
+        q = self._int8.get(out)
+        if q is None:
+            return None
+        scale, zp = self._qparams[out]
+        if kind in ("conv", "matmul"):
+            x = torch.round(env[ins[0]] / q["x_scale"]).double()  # the input's integers minus its zero point
+            if kind == "conv":
+                a = next(a for k, _, o, a in self._ops if o == out)
+                acc = F.conv2d(x, q["w"], q["b"], a["stride"], a["pad"], 1, a["group"])
+                mult = q["mult"].view(1, -1, 1, 1) if q["mult"].ndim else q["mult"]
+            else:
+                acc, mult = x @ q["w"], q["mult"]
+            y = torch.round(acc.float() * mult)
+        else:  # add / add_const
+            a_int = torch.round(env[ins[0]] / q["a_scale"])
+            b_int = q["b_const"].float() if q["b_const"] is not None else torch.round(env[ins[1]] / q["b_scale"])
+            # MLAS adds the output zero point before rounding (it matters for float32 ties)
+            return (torch.clamp(torch.round(q["ratio_a"] * a_int + q["ratio_b"] * b_int + zp), 0, 255) - zp) * \
+                torch.tensor(scale, dtype=torch.float32)
+        return (torch.clamp(y + zp, 0, 255) - zp) * torch.tensor(scale, dtype=torch.float32)
 
     def _op(self, kind: str, ins: list[str], a: dict[str, Any], env: dict[str, torch.Tensor]) -> torch.Tensor:
         v = env[ins[0]]
@@ -131,7 +175,8 @@ class DequantisedMobileFaceNet(nn.Module):
         grad = torch.is_grad_enabled()
         for j, (kind, ins, out, a) in enumerate(self._ops):
             with torch.set_grad_enabled(grad and j >= self._frozen_ops):
-                env[out] = self._quant(out, self._op(kind, ins, a, env))
+                exact = self._op_int8(kind, ins, out, env) if self.emulate_int8 else None
+                env[out] = exact if exact is not None else self._quant(out, self._op(kind, ins, a, env))
             if out == stop_at:
                 return env[out]
         return env[self.output_name]
@@ -168,4 +213,32 @@ def compare_with_onnxruntime(onnx_path: str | Path, faces: np.ndarray) -> dict[s
         report[f"{label}_max_abs_diff"] = float(diff.max())
         report[f"{label}_mean_abs_diff"] = float(diff.mean())
         report[f"{label}_argmax_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
+        report[f"{label}_faces_identical"] = float((diff.max(1) == 0).sum())
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emotion.model.training.mobilefacenet [--n 512]``: the agreement check on cached real faces."""
+    import argparse
+    import json
+
+    from emotion.model.training.data import expand_path
+    from emotion.model.training.faces import load_faces, to_network
+
+    ap = argparse.ArgumentParser(prog="mobilefacenet", description="Dequantised module vs onnxruntime.")
+    ap.add_argument("--onnx", default="${SHARED}/models/facial_expression_recognition_mobilefacenet_2022july_int8.onnx")
+    ap.add_argument("--faces-dir", default="/tmp/emotion_faces")
+    ap.add_argument("--n", type=int, default=512, help="half from SFEW (colour films), half from FER+ PublicTest")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    sfew = np.concatenate([load_faces(f"{a.faces_dir}/{s}.npz")["images"] for s in ("sfew_val", "sfew_train")])
+    fer = load_faces(f"{a.faces_dir}/ferplus_publictest.npz")["images"]
+    rng = np.random.default_rng(0)
+    half = a.n // 2
+    faces = np.concatenate([sfew[rng.permutation(len(sfew))[:half]], fer[rng.permutation(len(fer))[: a.n - half]]])
+    print(json.dumps(compare_with_onnxruntime(expand_path(a.onnx), to_network(faces)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The dequantised MobileFaceNet against onnxruntime on real aligned faces, and the 8-class fine-tuning recipe on a
+tiny cache: two steps, resume, temperature, ONNX export with checked metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the fine-tuning tools need PyTorch (the train extra)")
+pytest.importorskip("onnx", reason="the fine-tuning tools need onnx (the train extra)")
+
+from emotion.model.training import VOCABULARY  # noqa: E402
+from emotion.model.training.finetune import (  # noqa: E402
+    SHARED_COLUMNS,
+    FinetuneConfig,
+    augment,
+    build_model,
+    fit_temperature,
+    to_input,
+    train,
+)
+from emotion.model.training.mobilefacenet import UPSTREAM_LABELS, DequantisedMobileFaceNet  # noqa: E402
+
+SOURCE = "facial_expression_recognition_mobilefacenet_2022july_int8.onnx"
+
+
+@pytest.fixture(scope="module")
+def faces_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 faces of each cached set, aligned by the real detector, with the teacher's logits."""
+    from emotion.model.training.faces import build_all
+
+    out = tmp_path_factory.mktemp("faces")
+    build_all(out, limit=8)
+    return out
+
+
+def test_module_matches_onnxruntime_on_real_faces(shared_dir: Path, faces_dir: Path) -> None:
+    from emotion.model.training.faces import load_faces, to_network
+    from emotion.model.training.mobilefacenet import compare_with_onnxruntime
+
+    images = np.concatenate([load_faces(faces_dir / f"{s}.npz")["images"] for s in
+                             ("sfew_val", "sfew_train", "ferplus_publictest", "ferplus_train")])
+    report = compare_with_onnxruntime(shared_dir / "models" / SOURCE, to_network(images))
+    assert report["n"] == 32
+    # int8 emulation reproduces onnxruntime's integer arithmetic: identical logits on nearly every face; the one
+    # float conv (7x7 depthwise) may sum in another order and move a face by a couple of output steps (0.115)
+    assert report["int8_emulated_faces_identical"] >= 30
+    assert report["int8_emulated_max_abs_diff"] <= 0.35
+    assert report["int8_emulated_argmax_agreement"] == 1.0
+    # plain fp32 (what is trained): activations are no longer rounded, logits move but mostly keep their argmax
+    assert report["fp32_argmax_agreement"] >= 0.8 and report["fp32_max_abs_diff"] < 5
+
+
+def test_eight_class_head_starts_as_the_upstream_classifier(shared_dir: Path) -> None:
+    cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE))
+    net = build_model(cfg).eval()
+    upstream = DequantisedMobileFaceNet(shared_dir / "models" / SOURCE).eval()
+    x = torch.rand(2, 3, 112, 112) * 2 - 1
+    with torch.no_grad():
+        eight, seven = net(x), upstream(x)
+    assert eight.shape == (2, len(VOCABULARY)) and VOCABULARY[7] == "contempt"
+    assert [VOCABULARY[c] for c in SHARED_COLUMNS] == list(UPSTREAM_LABELS)
+    assert torch.allclose(eight[:, SHARED_COLUMNS], seven, atol=1e-4)
+    frozen = [p for p in net.backbone.parameters() if not p.requires_grad]
+    assert frozen and any(p.requires_grad for p in net.backbone.parameters())
+
+
+def test_augmentations_keep_shape_and_range_and_swap_grey_and_colour() -> None:
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    grey = np.repeat(rng.integers(0, 256, (4, 112, 112, 1), dtype=np.uint8), 3, axis=3)
+    gen = torch.Generator().manual_seed(0)
+    to_grey = FinetuneConfig(p_grey=1.0, p_tint=0.0, p_occlude=0.0, brightness=0.0, contrast=0.0)
+    out = augment(to_input(colour), to_grey, gen)
+    assert out.shape == (4, 3, 112, 112) and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert float((out - out.mean(1, keepdim=True)).abs().max()) < 1e-5
+    to_colour = FinetuneConfig(p_grey=0.0, p_tint=1.0, tint=0.2)
+    out = augment(to_input(grey), to_colour, gen)
+    assert float((out - out.mean(1, keepdim=True)).abs().amax(dim=(1, 2, 3)).min()) > 0.01
+
+
+def test_temperature_fit_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (4000, 8)).astype(np.float32)
+    p = np.exp(logits / 2.0)
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(8, p=row) for row in p])
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
+
+
+def test_two_steps_resume_and_export(shared_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
+    from emotion.core.model_files import verify_metadata
+    from emotion.model.training.export8 import main as export_main
+
+    cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE), faces_dir=str(faces_dir),
+                         out_dir=str(tmp_path / "run"), batch_size=4, max_steps=2, eval_every=2, warmup_steps=1)
+    first = train(cfg)
+    assert first["step"] == 2 and first["temperature"] > 0
+    second = train(cfg.model_copy(update={"max_steps": 3}))  # resumes from last.pt
+    assert second["step"] == 3
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records].count("config") == 1
+
+    out = tmp_path / "m8.onnx"
+    assert export_main(["--checkpoint", str(tmp_path / "run" / "final.pt"), "--out", str(out),
+                        "--report", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["input_shape"][0] == "N" and report["agreement"]["max_abs_logit_diff"] < 1e-3
+    assert report["prelu_rewritten"] == 33
+
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    md = dict(sess.get_modelmeta().custom_metadata_map)
+    verify_metadata(md, VOCABULARY, "align112_rgb_pm1", "logits")
+    assert float(md["temperature"]) == pytest.approx(second["temperature"], rel=1e-3)
+    logits = sess.run(None, {"data": np.zeros((3, 3, 112, 112), np.float32)})[0]
+    assert logits.shape == (3, 8)
