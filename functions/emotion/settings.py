@@ -93,7 +93,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = 2  # deliveries that may start processing one upload (poison inputs end as failed)
     job_stale_s: int = 900  # a job 'processing' for longer without an update is assumed crashed
     job_url_expires_s: int = 3600  # presigned GETs for results and annotated output
-    lambda_video_max_bytes: int = 200_000_000  # larger videos are left to the Batch video job
+    lambda_video_max_bytes: int = 200_000_000  # larger videos go to the Batch video job (or are refused)
+    # The deployment has the Batch GPU video path (infra's gpu_video): video jobs are routed to it by key;
+    # without it, videos over lambda_video_max_bytes are refused at job creation (no worker would take them).
+    gpu_video: bool = False
+    job_image_max_bytes: int = 60_000_000  # image jobs: declared (and so uploaded) size at most this
+    job_sweep_interval_s: float = 60.0  # local mode: how often the sweep looks for stale or lost jobs
 
 
 @lru_cache(maxsize=1)

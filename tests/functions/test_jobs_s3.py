@@ -120,11 +120,11 @@ def test_policy_limits_type_size_and_expiry(client: TestClient) -> None:
     assert resp.status_code == 201
     job = resp.json()
     fields = job["upload"]["fields"]
-    assert fields["key"] == f"uploads/{job['job_id']}/clip_one.mp4"
+    assert fields["key"] == f"uploads/{job['job_id']}/input.video"  # named by route, not by the client's name
     assert fields["Content-Type"] == "video/mp4"
     policy = json.loads(base64.b64decode(fields["policy"]))
     conditions = policy["conditions"]
-    assert ["content-length-range", 1, MAX_UPLOAD] in conditions
+    assert ["content-length-range", 1000, 1000] in conditions  # exactly the declared size
     assert {"Content-Type": "video/mp4"} in conditions
     assert {"key": fields["key"]} in conditions and {"bucket": INPUTS} in conditions
     expires = time.mktime(time.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
@@ -225,7 +225,7 @@ def test_handler_ignores_other_keys_and_decodes_keys(s3env) -> None:
     deleted["Records"][0]["eventName"] = "ObjectRemoved:Delete"
     assert handler(deleted, LambdaContext())["records"] == []
     # An upload key with no job behind it is not an error either.
-    orphan = s3_event("uploads/" + "f" * 32 + "/x.jpg", 10)
+    orphan = s3_event("uploads/" + "f" * 32 + "/input.image", 10)
     assert handler(orphan, LambdaContext())["records"][0]["outcome"] == "unknown_job"
 
 

@@ -8,13 +8,15 @@ answer 404 when storage is S3.
 from __future__ import annotations
 
 import os
+import pathlib
 import secrets
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from emotion.api.openapi_docs import NOT_FOUND_RESPONSE
@@ -25,7 +27,7 @@ from emotion.jobs import service
 from emotion.jobs.worker import embedded_worker, worker
 from emotion.settings import get_settings
 from emotion.storage import get_storage
-from emotion.storage.base import check_post_policy
+from emotion.storage.base import check_post_policy, policy_size_range
 from emotion.storage.local import FILES_PATH, LOCAL_BUCKET, UPLOAD_PATH, LocalStorage
 
 
@@ -154,41 +156,156 @@ def _local() -> LocalStorage:
 
 @public_router.post(UPLOAD_PATH, status_code=204, response_class=Response)
 async def local_upload(request: Request) -> Response:
-    """Stand-in for S3's presigned POST: the same multipart fields, the same policy checks, then the key is
-    queued for the in-process worker as an S3 event would be."""
+    """Stand-in for S3's presigned POST: the same multipart fields and policy checks, then the key is queued
+    for the in-process worker as an S3 event would be.
+
+    The body is parsed as it streams in: the policy, signature, key and job are checked from the fields that
+    come before the file part, so a forged or replayed upload is refused (403) before a byte of it is stored,
+    and the file is cut off (403) as soon as it passes the policy's size.
+    """
     storage = _local()
-    settings = get_settings()
-    form = await request.form(max_files=1, max_fields=20, max_part_size=1024 * 1024)
+    parser = _UploadParser(storage, request.headers.get("content-type", ""))
     try:
-        upload = form.get("file")
-        fields = {k: str(v) for k, v in form.items() if k != "file"}
-        if upload is None or isinstance(upload, str):
-            raise BadParameter("the form needs a 'file' part after the policy fields")
-        policy = fields.get("policy", "")
-        if not storage.verify(policy, fields.get("x-amz-signature", "")):
-            raise Forbidden("the upload policy signature does not match")
-        key = fields.get("key", "")
-        if service.parse_upload_key(key) is None:
-            raise Forbidden("key is not an upload key")
-        target = storage.path("inputs", key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-        size = 0
-        with tmp.open("wb") as out:
-            while chunk := await upload.read(1024 * 1024):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    break
-                out.write(chunk)
-        reason = check_post_policy(policy, fields, size, LOCAL_BUCKET)
-        if reason is not None:
-            tmp.unlink(missing_ok=True)
-            raise Forbidden(f"upload refused by the policy: {reason}")
-        os.replace(tmp, target)
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if parser.finished:
+                break  # fields after the file part are ignored, as S3 does
+        key = parser.finish()
     finally:
-        await form.close()
+        parser.discard()
     worker.submit(key)
     return Response(status_code=204)
+
+
+class _UploadParser:
+    """Streaming multipart/form-data for the upload stand-in (python-multipart's callback parser)."""
+
+    MAX_FIELDS_BYTES = 64_000
+
+    def __init__(self, storage: LocalStorage, content_type: str):
+        mime, options = parse_options_header(content_type)
+        boundary = options.get(b"boundary")
+        if mime != b"multipart/form-data" or not boundary:
+            raise BadParameter("the upload must be multipart/form-data with S3's form fields and a 'file' part")
+        self.storage = storage
+        self.fields: dict[str, str] = {}
+        self.field_bytes = 0
+        self.finished = False
+        self.key = ""
+        self.size = 0
+        self.size_range = (1, 0)
+        self.tmp: pathlib.Path | None = None
+        self._out: BinaryIO | None = None
+        self._headers: dict[bytes, bytes] = {}
+        self._header_name = b""
+        self._name = ""
+        self._value = bytearray()
+        self._in_file = False
+        callbacks: Any = {
+            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+        self.parser = MultipartParser(boundary, callbacks)
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError as exc:
+            raise BadParameter("malformed multipart upload body") from exc
+
+    def finish(self) -> str:
+        if not self.finished or self.tmp is None:
+            raise BadParameter("the form needs a 'file' part after the policy fields")
+        low, high = self.size_range
+        if not low <= self.size <= high:
+            raise Forbidden(f"upload refused by the policy: size {self.size} outside {low}..{high} bytes")
+        target = self.storage.path("inputs", self.key)
+        try:
+            os.link(self.tmp, target)  # exclusive: a second upload of the same job never overwrites the first
+        except FileExistsError as exc:
+            raise Forbidden("this job already has its upload") from exc
+        return self.key
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+    # -- callbacks ------------------------------------------------------------------------------------------
+
+    def _part_begin(self) -> None:
+        self._headers, self._name, self._value = {}, "", bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._headers[self._header_name.lower()] = self._headers.get(self._header_name.lower(), b"") + data[start:end]
+
+    def _header_end(self) -> None:
+        self._header_name = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        if self._name == "file":
+            self._start_file()
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.finished:
+            return
+        if self._in_file:
+            assert self._out is not None
+            self.size += end - start
+            if self.size > self.size_range[1]:
+                raise Forbidden(f"upload refused by the policy: more than {self.size_range[1]} bytes")
+            self._out.write(data[start:end])
+            return
+        self.field_bytes += end - start
+        if self.field_bytes > self.MAX_FIELDS_BYTES or len(self.fields) >= 20:
+            raise BadParameter("too many or too large form fields before the file part")
+        self._value += data[start:end]
+
+    def _part_end(self) -> None:
+        if self._in_file:
+            self._in_file = False
+            self.finished = True
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+        elif self._name and not self.finished:
+            self.fields[self._name] = self._value.decode("utf-8", "replace")
+
+    def _start_file(self) -> None:
+        """Everything but the size is checked here, from the fields that came before the file."""
+        fields = self.fields
+        policy = fields.get("policy", "")
+        if not self.storage.verify(policy, fields.get("x-amz-signature", "")):
+            raise Forbidden("the upload policy signature does not match")
+        key = fields.get("key", "")
+        job_id = service.parse_upload_key(key)
+        if job_id is None:
+            raise Forbidden("key is not an upload key")
+        size_range = policy_size_range(policy)
+        if size_range is None:
+            raise Forbidden("upload refused by the policy: no content-length-range")
+        reason = check_post_policy(policy, fields, size_range[0], LOCAL_BUCKET)
+        if reason is not None:
+            raise Forbidden(f"upload refused by the policy: {reason}")
+        record = service.read_record(job_id, self.storage)
+        target = self.storage.path("inputs", key)
+        if record is None or record.get("input_key") != key or record.get("status") != "pending" \
+                or target.exists():
+            raise Forbidden("this job is not waiting for an upload (already uploaded, finished or unknown)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.key, self.size_range = key, size_range
+        self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        self._out = self.tmp.open("wb")
+        self._in_file = True
 
 
 @public_router.get(FILES_PATH + "/{role}/{key:path}")

@@ -2,7 +2,8 @@
 
 Thin: parse the records, URL-decode keys (``unquote_plus``), ignore keys outside ``uploads/``, and call
 :func:`emotion.jobs.service.process_upload` once per record. Never logs object bytes or whole events.
-Returns a summary; it does not raise for bad input, so S3's asynchronous retries are not spent on poison.
+Returns a summary; it does not raise for bad input, so S3's asynchronous retries are not spent on poison:
+a malformed record is logged and skipped, and the other records of the batch go on.
 """
 
 from __future__ import annotations
@@ -18,16 +19,48 @@ from emotion.storage.base import UPLOAD_PREFIX
 logger = Logger(service="emotion-s3-trigger")
 
 
-def keys_from_event(event: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """(bucket, decoded key, size) of each ObjectCreated record."""
+class MalformedRecord(ValueError):
+    """An S3 event record without a usable bucket name, object key or size."""
+
+
+def parse_record(record: Any) -> tuple[str, str, int] | None:
+    """(bucket, decoded key, size) of an ObjectCreated record, None for other event types."""
+    if not isinstance(record, dict):
+        raise MalformedRecord("record is not an object")
+    if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+        return None
+    s3 = record.get("s3")
+    obj = s3.get("object") if isinstance(s3, dict) else None
+    bucket = s3.get("bucket") if isinstance(s3, dict) else None
+    if not isinstance(obj, dict) or not isinstance(bucket, dict):
+        raise MalformedRecord("record has no s3.object / s3.bucket")
+    key, name, size = obj.get("key"), bucket.get("name", ""), obj.get("size", 0)
+    if not isinstance(key, str) or not key or not isinstance(name, str):
+        raise MalformedRecord("object key is missing or not a string")
+    if isinstance(size, bool) or not isinstance(size, int | str):
+        raise MalformedRecord("object size is not a number")
+    try:
+        size = int(size or 0)
+    except ValueError as exc:
+        raise MalformedRecord("object size is not a number") from exc
+    return name, unquote_plus(key), size
+
+
+def keys_from_event(event: Any) -> list[tuple[str, str, int]]:
+    """(bucket, decoded key, size) of each well-formed ObjectCreated record; malformed ones are logged."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        logger.warning("event has no Records list; nothing to do")
+        return []
     out = []
-    for record in event.get("Records") or []:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+    for index, record in enumerate(records):
+        try:
+            parsed = parse_record(record)
+        except MalformedRecord as exc:
+            logger.warning("malformed S3 record skipped", extra={"index": index, "reason": str(exc)})
             continue
-        s3 = record.get("s3") or {}
-        bucket = (s3.get("bucket") or {}).get("name", "")
-        obj = s3.get("object") or {}
-        out.append((bucket, unquote_plus(obj.get("key", "")), int(obj.get("size") or 0)))
+        if parsed is not None:
+            out.append(parsed)
     return out
 
 

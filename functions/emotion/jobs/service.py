@@ -5,6 +5,12 @@ claimed per attempt with a conditional write (``jobs/{job_id}.attempt-{n}``, If-
 deliveries of one S3 event produce one result; a job stuck in ``processing`` (a crashed worker) may be
 re-claimed after ``job_stale_s``, at most ``job_max_attempts`` times, then it ends as ``failed``. Every
 processing error is recorded in the status and never re-raised, so a poison input is not retried forever.
+
+Nothing waits forever: :func:`sweep` (a scheduled Lambda on AWS; at start-up and periodically in local mode)
+redelivers stale ``processing`` jobs and uploaded-but-unprocessed ``pending`` ones, fails jobs that used up
+their attempts, and fails pending jobs whose upload never came. The upload's key is named by its route
+(``uploads/{id}/input.image|video|gpu-video``) so every kind reaches a worker; the pipeline that runs is
+chosen from the bytes (sniffed), not from the declared type.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +30,12 @@ from emotion.core.errors import BadParameter, EmotionError, UnsupportedMediaType
 from emotion.settings import get_settings
 from emotion.storage import INPUTS, RESULTS, Storage, get_storage
 from emotion.storage.base import (
+    JOBS_PREFIX,
     PreconditionFailed,
+    Route,
     annotated_key,
     result_key,
+    safe_filename,
     status_key,
     upload_key,
 )
@@ -33,13 +43,14 @@ from emotion.storage.base import (
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-UPLOAD_KEY = re.compile(r"^uploads/([0-9a-f]{32})/([A-Za-z0-9._-]{1,100})$")
+UPLOAD_KEY = re.compile(r"^uploads/([0-9a-f]{32})/input\.(image|video|gpu-video)$")
+STATUS_KEY = re.compile(r"^jobs/([0-9a-f]{32})\.json$")
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/mpeg")
 
 Status = Literal["pending", "processing", "succeeded", "failed"]
-Outcome = Literal["ignored", "unknown_job", "duplicate", "in_progress", "deferred", "succeeded", "failed"]
+Outcome = Literal["ignored", "unknown_job", "duplicate", "in_progress", "upload_missing", "succeeded", "failed"]
 
 
 class JobNotFound(EmotionError):
@@ -56,9 +67,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _age_s(stamp: str) -> float:
+def _age_s(stamp: str, now: float | None = None) -> float:
     try:
-        return time.time() - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return (time.time() if now is None else now) - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return float("inf")
 
@@ -92,9 +103,26 @@ def write_record(record: dict[str, Any], storage: Storage | None = None) -> None
                                          "application/json")
 
 
+def upload_route(kind: Literal["image", "video"], size: int) -> Route:
+    """Which worker takes an upload of this kind and declared size; refuses what no worker could take."""
+    settings = get_settings()
+    if kind == "image":
+        if size > settings.job_image_max_bytes:
+            raise UploadTooLarge(f"image jobs are limited to {settings.job_image_max_bytes:,} bytes")
+        return "image"
+    if settings.storage == "s3" and settings.gpu_video:
+        return "gpu-video"
+    if settings.storage == "s3" and size > settings.lambda_video_max_bytes:
+        raise UploadTooLarge(
+            f"videos over {settings.lambda_video_max_bytes:,} bytes need the GPU video path, which this "
+            "deployment has switched off (gpu_video); send a shorter or more compressed video")
+    return "video"
+
+
 def create_job(filename: str, content_type: str, size: int, storage: Storage | None = None,
                classifier: str | None = None, fps: float | str | None = None) -> dict[str, Any]:
-    """A new pending job and a presigned POST for its upload (content type and size bound by the policy).
+    """A new pending job and a presigned POST for its upload (content type and exact size bound by the policy).
+
     ``classifier`` and ``fps`` (video frames per second, or "all") are checked now and used when it runs."""
     storage = storage or get_storage()
     settings = get_settings()
@@ -110,16 +138,17 @@ def create_job(filename: str, content_type: str, size: int, storage: Storage | N
         raise BadParameter("size must be at least 1 byte")
     if size > settings.max_upload_bytes:
         raise UploadTooLarge(f"size {size:,} bytes is over the upload limit of {settings.max_upload_bytes:,} bytes")
+    route = upload_route(kind, size)
     job_id = uuid.uuid4().hex
-    key = upload_key(job_id, filename)
+    key = upload_key(job_id, route)
     now = _now()
     record = {"job_id": job_id, "status": "pending", "progress": 0.0, "created_at": now, "updated_at": now,
-              "kind": kind, "filename": key.rsplit("/", 1)[1], "content_type": content_type, "size": size,
+              "kind": kind, "filename": safe_filename(filename), "content_type": content_type, "size": size,
               "input_key": key, "attempts": 0, "result_key": None, "annotated_key": None, "error": None,
               "classifier": classifier, "fps": fps}
     write_record(record, storage)
-    upload = storage.presigned_post(key, content_type, settings.max_upload_bytes, settings.upload_expires_s)
-    log.info("job created", extra={"job_id": job_id, "kind": kind, "size": size})
+    upload = storage.presigned_post(key, content_type, size, settings.upload_expires_s)
+    log.info("job created", extra={"job_id": job_id, "kind": kind, "size": size, "route": route})
     return {"job_id": job_id, "upload": upload, "expires_in": min(settings.upload_expires_s, 900)}
 
 
@@ -150,16 +179,20 @@ def get_job(job_id: str, storage: Storage | None = None) -> dict[str, Any]:
 
 
 def parse_upload_key(key: str) -> str | None:
-    """The job id of an upload key ``uploads/{job_id}/{filename}``, or None for any other key."""
+    """The job id of an upload key ``uploads/{job_id}/input.{route}``, or None for any other key."""
     match = UPLOAD_KEY.fullmatch(key)
     return match.group(1) if match else None
 
 
-def process_upload(key: str, storage: Storage | None = None, allow_large_video: bool = True) -> Outcome:
+def process_upload(key: str, storage: Storage | None = None, allow_large_video: bool = True,
+                   stale_s: float | None = None) -> Outcome:
     """Process the uploaded object at ``key`` once. Safe to call for every delivery of the same event.
 
-    ``allow_large_video`` False (the Lambda trigger) leaves videos over ``lambda_video_max_bytes`` to the
-    Batch video job. Never raises for bad input: failures are recorded in the job status.
+    ``allow_large_video`` False (the Lambda trigger) refuses videos over ``lambda_video_max_bytes`` (job
+    creation sends those to the Batch job). ``stale_s`` (default ``job_stale_s``): how old a ``processing``
+    record must be to be re-claimed; the local worker passes 0 at start-up, when no other worker can be alive.
+    A missing object leaves the job pending (an event may come before its object; the sweep retries).
+    Never raises for bad input: failures are recorded in the job status.
     """
     storage = storage or get_storage()
     settings = get_settings()
@@ -174,15 +207,13 @@ def process_upload(key: str, storage: Storage | None = None, allow_large_video: 
     if record["status"] in ("succeeded", "failed"):
         log.info("duplicate delivery for a finished job", extra={"job_id": job_id, "status": record["status"]})
         return "duplicate"
-    if record["status"] == "processing" and _age_s(record["updated_at"]) < settings.job_stale_s:
+    stale = settings.job_stale_s if stale_s is None else stale_s
+    if record["status"] == "processing" and _age_s(record["updated_at"]) < stale:
         return "in_progress"
     size = storage.size(INPUTS, key)
     if size is None:
-        _fail(record, "upload_missing", "the uploaded object no longer exists", storage)
-        return "failed"
-    if record["kind"] == "video" and not allow_large_video and size > settings.lambda_video_max_bytes:
-        log.info("video left to the batch job", extra={"job_id": job_id, "size": size})
-        return "deferred"
+        log.info("upload not there (yet): the job stays pending", extra={"job_id": job_id})
+        return "upload_missing"
     attempt = int(record.get("attempts", 0)) + 1
     if attempt > settings.job_max_attempts:
         _fail(record, "processing_abandoned",
@@ -199,7 +230,7 @@ def process_upload(key: str, storage: Storage | None = None, allow_large_video: 
     log.info("processing", extra={"job_id": job_id, "kind": record["kind"], "size": size, "attempt": attempt})
     started = time.perf_counter()
     try:
-        _run(record, size, storage)
+        _run(record, size, storage, allow_large_video)
     except EmotionError as exc:
         _fail(record, exc.code, exc.message, storage)
         return "failed"
@@ -211,25 +242,74 @@ def process_upload(key: str, storage: Storage | None = None, allow_large_video: 
     return "succeeded"
 
 
+def sweep(redeliver: Callable[[str], None], storage: Storage | None = None, stale_s: float | None = None,
+          now: float | None = None) -> dict[str, int]:
+    """Finish what nobody is finishing: for every job record,
+
+    - ``processing`` without an update for ``stale_s`` (default ``job_stale_s``; its worker died): redelivered
+      while attempts remain, else failed (``processing_abandoned``);
+    - ``pending`` with its upload stored but no update for ``stale_s`` (a lost or early event): redelivered;
+    - ``pending`` with no upload after the upload form expired (plus ``stale_s``): failed (``upload_expired``).
+
+    ``redeliver(key)`` hands an upload to its worker again (local: the queue; S3: an in-place copy, so the
+    routing by key applies). Returns counts per action.
+    """
+    storage = storage or get_storage()
+    settings = get_settings()
+    stale = settings.job_stale_s if stale_s is None else stale_s
+    counts = {"redelivered": 0, "failed": 0, "seen": 0}
+    for status_name in storage.list_keys(RESULTS, JOBS_PREFIX):
+        match = STATUS_KEY.fullmatch(status_name)
+        if match is None:
+            continue
+        record = read_record(match.group(1), storage)
+        if record is None or record.get("status") not in ("pending", "processing"):
+            continue
+        counts["seen"] += 1
+        age = _age_s(record.get("updated_at", ""), now)
+        key = str(record.get("input_key", ""))
+        if age < stale:
+            continue
+        if record["status"] == "processing":
+            if int(record.get("attempts", 0)) >= settings.job_max_attempts:
+                _fail(record, "processing_abandoned", f"processing stopped (worker timeout or crash) after "
+                      f"{settings.job_max_attempts} attempts; create a new job to try again", storage)
+                counts["failed"] += 1
+            else:
+                redeliver(key)
+                counts["redelivered"] += 1
+        elif storage.size(INPUTS, key) is not None:
+            redeliver(key)
+            counts["redelivered"] += 1
+        elif age > settings.upload_expires_s + stale:
+            _fail(record, "upload_expired", "no upload arrived before the upload form expired", storage)
+            counts["failed"] += 1
+    if counts["redelivered"] or counts["failed"]:
+        log.info("sweep", extra=counts)
+    return counts
+
+
 def _fail(record: dict[str, Any], code: str, message: str, storage: Storage) -> None:
     record.update(status="failed", error={"code": code, "message": message})
     write_record(record, storage)
     log.warning("job failed", extra={"job_id": record["job_id"], "code": code})
 
 
-def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
+def _run(record: dict[str, Any], size: int, storage: Storage, allow_large_video: bool = True) -> None:
     from emotion.core.imageio import sniff_format
 
     settings = get_settings()
     job_id, key = record["job_id"], record["input_key"]
-    with tempfile.TemporaryDirectory(prefix="emotion-job-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="emotion-job-", dir=job_temp_dir()) as tmp:
         source = Path(tmp) / "input"
         storage.download(INPUTS, key, source)
         with source.open("rb") as fh:
             head = fh.read(64)
-        if sniff_format(head) is not None:
-            if size > settings.max_body_bytes * 10:
-                raise UploadTooLarge(f"images are limited to {settings.max_body_bytes * 10:,} bytes")
+        # The bytes decide the pipeline (the declared type only chose the route and its size limit).
+        record["kind"] = "image" if sniff_format(head) is not None else "video"
+        if record["kind"] == "image":
+            if size > settings.job_image_max_bytes:
+                raise UploadTooLarge(f"images are limited to {settings.job_image_max_bytes:,} bytes")
             from emotion.core.annotate import annotate
             from emotion.core.engine import analyze
             from emotion.core.imageio import decode_image, encode_image
@@ -241,6 +321,9 @@ def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
             record["annotated_key"] = annotated_key(job_id, ".jpg")
             storage.put_bytes(RESULTS, record["annotated_key"], encode_image(annotate(bgr, result)), "image/jpeg")
         else:
+            if not allow_large_video and size > settings.lambda_video_max_bytes:
+                raise UploadTooLarge(f"videos over {settings.lambda_video_max_bytes:,} bytes are not processed "
+                                     "here; create the job as a video so that it goes to the video worker")
             from emotion.core.video import analyze_video_file
 
             out = Path(tmp) / "annotated.mp4"
@@ -252,9 +335,10 @@ def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
                     record["progress"] = round(fraction, 3)
                     write_record(record, storage)
 
-            fps = record.get("fps") or settings.video_fps
-            video = analyze_video_file(source, fps=None if fps == "all" else float(fps),
-                                       classifier=record.get("classifier"), annotate_path=out, on_progress=progress)
+            fps = record.get("fps")
+            video = analyze_video_file(source, fps=None if fps == "all" else float(fps or settings.video_fps),
+                                       classifier=record.get("classifier"), annotate_path=out,
+                                       on_progress=progress)
             body = {"kind": "video", **video.model_dump()}
             record["annotated_key"] = annotated_key(job_id, ".mp4")
             storage.upload(RESULTS, record["annotated_key"], out, "video/mp4")
@@ -262,3 +346,14 @@ def _run(record: dict[str, Any], size: int, storage: Storage) -> None:
         storage.put_bytes(RESULTS, record["result_key"], json.dumps(body).encode(), "application/json")
     record.update(status="succeeded", progress=1.0, error=None)
     write_record(record, storage)
+
+
+def job_temp_dir() -> Path | None:
+    """Where jobs unpack their input: under the data dir in local mode (cleared at start-up, so a killed
+    process leaves nothing behind in TMPDIR), the system temp dir otherwise."""
+    settings = get_settings()
+    if settings.storage != "local":
+        return None
+    path = Path(settings.data_dir) / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,15 +1,23 @@
-"""The embedded (local mode) worker: an in-process queue standing in for S3 events and AWS Batch."""
+"""The embedded (local mode) worker: an in-process queue standing in for S3 events and AWS Batch.
+
+The queue itself is in memory, but the jobs are not: at start-up every job left ``processing`` (its worker
+died with the last process) or ``pending`` with its upload stored is queued again from storage, and the
+temp folders and half-received uploads of a killed process are removed. While running, the same
+:func:`~emotion.jobs.service.sweep` runs every ``job_sweep_interval_s``.
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from emotion.jobs.service import process_upload
+from emotion.jobs.service import job_temp_dir, process_upload, sweep
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +30,21 @@ class LocalWorker:
     def __init__(self) -> None:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._queued: set[str] = set()  # keys waiting, so a sweep does not queue one twice
+        self._lock = threading.Lock()
+        self._recovering = False
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
+            self._recovering = True
             self._thread = threading.Thread(target=self._loop, name="emotion-local-worker", daemon=True)
             self._thread.start()
 
     def submit(self, key: str) -> None:
+        with self._lock:
+            if key in self._queued:
+                return
+            self._queued.add(key)
         self._queue.put(key)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -42,15 +58,55 @@ class LocalWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
+        from emotion.settings import get_settings
+
+        interval = get_settings().job_sweep_interval_s
+        self._recover()
         while True:
-            key = self._queue.get()
+            try:
+                key = self._queue.get(timeout=interval)
+            except queue.Empty:
+                self._sweep(stale_s=None)
+                continue
             if key is _STOP:
                 return
+            with self._lock:
+                self._queued.discard(key)
             try:
-                outcome = process_upload(key)
+                # During recovery no other worker can hold a 'processing' job: re-claim it now.
+                outcome = process_upload(key, stale_s=0 if self._recovering else None)
                 log.info("local job %s: %s", key.split("/")[1] if "/" in key else key, outcome)
             except Exception:  # noqa: BLE001 - the worker must survive anything
                 log.exception("local worker: processing %s crashed", key)
+            if self._recovering and self._queue.empty():
+                self._recovering = False
+
+    def _recover(self) -> None:
+        """Clear a killed process's leftovers, then queue every unfinished job from storage."""
+        temp = job_temp_dir()
+        if temp is not None:
+            for leftover in temp.iterdir():
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+            _remove_partial_uploads(temp.parent / "inputs")
+        counts = self._sweep(stale_s=0)
+        if not counts.get("redelivered"):
+            self._recovering = False
+
+    def _sweep(self, stale_s: float | None) -> dict[str, int]:
+        try:
+            return sweep(self.submit, stale_s=stale_s)
+        except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval
+            log.exception("local worker: sweep failed")
+            return {}
+
+
+def _remove_partial_uploads(inputs: Path) -> None:
+    if inputs.is_dir():
+        for part in inputs.glob("uploads/*/.*.part"):
+            part.unlink(missing_ok=True)
 
 
 worker = LocalWorker()

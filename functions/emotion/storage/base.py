@@ -1,7 +1,11 @@
 """The storage protocol the jobs service uses, and the S3 key layout shared with ``infra/``.
 
-Two logical buckets: ``inputs`` (uploads at ``uploads/{job_id}/{filename}``) and ``results``
+Two logical buckets: ``inputs`` (uploads at ``uploads/{job_id}/input.{route}``) and ``results``
 (``results/{job_id}/result.json``, annotated output next to it, status records at ``jobs/{job_id}.json``).
+
+An upload's key is named by the service, never by the client's file name: its suffix says which worker
+takes it (``infra/`` routes S3 events by these suffixes), so no name's case, script or extension can leave
+an upload without a worker.
 """
 
 from __future__ import annotations
@@ -22,8 +26,17 @@ UPLOAD_PREFIX = "uploads/"
 MAX_PRESIGN_S = 900  # presigned POSTs expire in at most 15 minutes
 
 
-def upload_key(job_id: str, filename: str) -> str:
-    return f"{UPLOAD_PREFIX}{job_id}/{safe_filename(filename)}"
+#: Upload routes → key suffix: the S3 trigger Lambda takes images and (when the GPU path is off) videos up
+#: to ``lambda_video_max_bytes``; the Batch GPU job takes ``gpu-video``. Shared with infra/config.py.
+Route = Literal["image", "video", "gpu-video"]
+ROUTES: tuple[Route, ...] = ("image", "video", "gpu-video")
+JOBS_PREFIX = "jobs/"
+
+
+def upload_key(job_id: str, route: Route) -> str:
+    if route not in ROUTES:
+        raise ValueError(f"unknown upload route {route!r}")
+    return f"{UPLOAD_PREFIX}{job_id}/input.{route}"
 
 
 def result_key(job_id: str) -> str:
@@ -70,20 +83,36 @@ class Storage(Protocol):
     def upload(self, role: Role, key: str, path: Path, content_type: str) -> None:
         """Stream a local file to an object."""
 
-    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_s: int) -> dict[str, Any]:
+    def presigned_post(self, key: str, content_type: str, size: int, expires_s: int) -> dict[str, Any]:
         """``{url, fields}`` for a browser form POST of one file to ``key`` in the inputs bucket, limited to
-        ``content_type`` and 1..``max_bytes`` bytes, valid ``expires_s`` (≤ 900) seconds."""
+        ``content_type`` and exactly ``size`` bytes (the size the job declared), valid ``expires_s`` (≤ 900)
+        seconds."""
+
+    def list_keys(self, role: Role, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (the sweep reads the job records)."""
 
     def presigned_get(self, role: Role, key: str, expires_s: int) -> str:
         """A time-limited URL to download an object."""
 
 
-def policy_document(key: str, content_type: str, max_bytes: int, expires_s: int, bucket: str) -> dict[str, Any]:
-    """The POST policy S3 evaluates (and the local stand-in evaluates the same way)."""
+def policy_document(key: str, content_type: str, size: int, expires_s: int, bucket: str) -> dict[str, Any]:
+    """The POST policy S3 evaluates (and the local stand-in evaluates the same way): exactly ``size`` bytes."""
     expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + min(expires_s, MAX_PRESIGN_S)))
     return {"expiration": expiration, "conditions": [
-        {"bucket": bucket}, {"key": key}, {"Content-Type": content_type}, ["content-length-range", 1, max_bytes],
+        {"bucket": bucket}, {"key": key}, {"Content-Type": content_type}, ["content-length-range", size, size],
     ]}
+
+
+def policy_size_range(policy_b64: str) -> tuple[int, int] | None:
+    """The ``content-length-range`` of a POST policy, or None when it has none or is malformed."""
+    try:
+        policy = json.loads(base64.b64decode(policy_b64))
+        for cond in policy.get("conditions", []):
+            if isinstance(cond, list) and len(cond) == 3 and cond[0] == "content-length-range":
+                return int(cond[1]), int(cond[2])
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return None
 
 
 def check_post_policy(policy_b64: str, fields: dict[str, str], size: int, bucket: str | None = None) -> str | None:

@@ -105,6 +105,15 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
+    def list_keys(self, role: Role, prefix: str) -> list[str]:
+        base = (self.root / role).resolve()
+        folder, _, stem = prefix.rpartition("/")
+        directory = base / folder if folder else base
+        if not directory.is_dir():
+            return []
+        return sorted(f"{folder}/{p.name}" if folder else p.name for p in directory.iterdir()
+                      if p.is_file() and p.name.startswith(stem) and not p.name.startswith("."))
+
     def download(self, role: Role, key: str, path: Path) -> None:
         shutil.copyfile(self.path(role, key), path)
 
@@ -123,8 +132,8 @@ class LocalStorage:
     def verify(self, message: str, signature: str) -> bool:
         return hmac.compare_digest(self.sign(message), signature or "")
 
-    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_s: int) -> dict[str, Any]:
-        policy = policy_document(key, content_type, max_bytes, min(expires_s, MAX_PRESIGN_S), LOCAL_BUCKET)
+    def presigned_post(self, key: str, content_type: str, size: int, expires_s: int) -> dict[str, Any]:
+        policy = policy_document(key, content_type, size, min(expires_s, MAX_PRESIGN_S), LOCAL_BUCKET)
         policy_b64 = base64.b64encode(json.dumps(policy).encode()).decode()
         return {"url": UPLOAD_PATH, "fields": {
             "key": key, "Content-Type": content_type, "policy": policy_b64, "x-amz-signature": self.sign(policy_b64),

@@ -6,6 +6,7 @@ The endpoint, region and credentials come from the usual AWS environment (``AWS_
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,33 @@ class S3Storage:
                 return None
             raise
 
+    def list_keys(self, role: Role, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.buckets[role], Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def redeliver(self, key: str) -> None:
+        """A new ObjectCreated (Copy) event for an upload: copy the object onto itself with fresh metadata, so
+        the S3 notification or EventBridge rule its key matches hands it to its worker again."""
+        bucket = self.buckets["inputs"]
+        head = self.client.head_object(Bucket=bucket, Key=key)
+        self.client.copy_object(
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+            Metadata={"redelivered": str(int(time.time()))}, MetadataDirective="REPLACE",
+            ContentType=head.get("ContentType", "application/octet-stream"),
+        )
+
     def download(self, role: Role, key: str, path: Path) -> None:
         self.client.download_file(self.buckets[role], key, str(path))
 
     def upload(self, role: Role, key: str, path: Path, content_type: str) -> None:
         self.client.upload_file(str(path), self.buckets[role], key, ExtraArgs={"ContentType": content_type})
 
-    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_s: int) -> dict[str, Any]:
+    def presigned_post(self, key: str, content_type: str, size: int, expires_s: int) -> dict[str, Any]:
         post = self.client.generate_presigned_post(
             Bucket=self.buckets["inputs"], Key=key,
             Fields={"Content-Type": content_type},
-            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            # Exactly the declared size: the job's routing and limits were decided from it.
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", size, size]],
             ExpiresIn=min(expires_s, MAX_PRESIGN_S),
         )
         return {"url": post["url"], "fields": post["fields"]}
