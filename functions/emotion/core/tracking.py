@@ -96,9 +96,9 @@ class Appearance:
     embed: Embed
     gate: FaceGate = field(default_factory=FaceGate)
     per_track: int = 3  # faces embedded per track (the best ones by :meth:`FaceGate.geometry`)
-    # A contested association is vetoed below this cosine. Different people scored at most 0.45 per face on
-    # the dev clips, the same person down to 0.04: a low bar vetoes clear swaps and seldom splits a person
-    # (a split is linked again by identity; a swap mixes two people's emotions).
+    # An association at risk (see FaceTracker._veto) is vetoed below this cosine. Different people scored at
+    # most 0.45 per face on the dev clips, the same person down to 0.04: a low bar vetoes clear swaps and seldom
+    # splits a person (a split is linked again by identity; a swap mixes two people's emotions).
     veto_below: float = 0.15
     # A track this long without an identifiable face is checked again: at 5 fps two samples, at 25 fps nine
     # frames; every frame checked cost 4x the embeddings on the Hamilton clip for no other change.
