@@ -154,11 +154,12 @@ _FrameAnalysis = tuple[np.ndarray, np.ndarray, float, float]  # detections, prob
 
 @dataclass
 class _Pending:
+    """A sampled frame whose analysis runs on the workers; the tracker takes it in time order."""
+
     index: int
     t_ms: float
-    frame: np.ndarray | None
-    sampled: bool
-    analysis: Future[_FrameAnalysis] | None = None
+    frame: np.ndarray | None  # dropped once the tracker has used it
+    analysis: Future[_FrameAnalysis]
 
 
 class _Timer:
@@ -291,7 +292,7 @@ class VideoAnalyzer:
                     if next_due <= t_ms:
                         next_due = t_ms + step_ms
                 # Sampled frames start on the workers now, while the next frames are decoded.
-                pending.append(_Pending(index, t_ms, frame, True, self._submit(frame)))
+                pending.append(_Pending(index, t_ms, frame, self._submit(frame)))
                 if len(pending) >= opts.batch_frames:
                     flush()
             flush()
@@ -303,7 +304,7 @@ class VideoAnalyzer:
             raise UnsupportedVideo("the file opened as a video but no frame could be decoded")
         t = time.perf_counter()
         tracks = tracker.finish()
-        groups = link_tracks(tracks, opts.link_threshold) if appearance is not None else [[t] for t in tracks]
+        groups = link_tracks(tracks, opts.link_threshold) if appearance is not None else [[tr] for tr in tracks]
         labels = self.engine.classifier.labels
         video_tracks, persons = _tracks_and_persons(groups, labels)
         timer.add("track", t)
@@ -338,7 +339,6 @@ class VideoAnalyzer:
         tracker in time order. Returns frames with faces."""
         with_faces = 0
         for item in sampled:
-            assert item.analysis is not None  # sampled frames always carry pixels and were submitted
             faces, probs, detect_ms, classify_ms = item.analysis.result()
             timer.ms["detect"] += detect_ms
             timer.ms["classify"] += classify_ms
