@@ -18,6 +18,8 @@ API_HANDLER = "emotion.api.lambda_handler.handler"
 S3_TRIGGER_HANDLER = "emotion.jobs.s3_trigger.handler"
 #: The GPU video job's module (run as ``python -m``).
 VIDEO_JOB_MODULE = "emotion.jobs.video_job"
+#: The scheduled sweep of stale and lost jobs.
+SWEEP_HANDLER = "emotion.jobs.sweep.handler"
 
 #: Where the images keep the sha256-verified models (EMOTION_MODEL_DIR).
 IMAGE_MODEL_DIR = "/opt/models"
@@ -26,6 +28,11 @@ IMAGE_MODEL_DIR = "/opt/models"
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 JOBS_PREFIX = "jobs/"
+#: Upload keys are named by the service by route (emotion.storage.base.upload_key), never by the client's
+#: file name, so routing does not depend on a name's case, script or extension: uploads/<job id>/input.<route>.
+IMAGE_UPLOAD_SUFFIX = "/input.image"  # -> S3 trigger function
+VIDEO_UPLOAD_SUFFIX = "/input.video"  # -> S3 trigger function (gpu_video off; size-capped at job creation)
+GPU_VIDEO_UPLOAD_SUFFIX = "/input.gpu-video"  # -> AWS Batch GPU job (gpu_video on)
 
 
 @dataclass(frozen=True)
@@ -65,11 +72,11 @@ class Config:
     video_fps: float = 5.0
     log_level: str = "INFO"
 
-    # S3 trigger routing
-    image_suffixes: list[str] = field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"]
-    )
-    video_suffixes: list[str] = field(default_factory=lambda: [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"])
+    # Jobs: a job 'processing' without an update for job_stale_s is taken to have lost its worker (it must
+    # exceed trigger_timeout_s); the sweep function looks for such jobs every sweep_interval_minutes.
+    job_stale_s: int = 1200
+    sweep_interval_minutes: int = 5
+    lambda_video_max_bytes: int = 200_000_000  # gpu_video off: larger videos are refused at job creation
 
     # GPU video on AWS Batch
     gpu_video: bool = True
@@ -95,6 +102,8 @@ class Config:
                 raise ValueError(f"{name} must be >= 1 or none (0 would throttle every call)")
         if not 1 <= self.video_job_retry_attempts <= 10:
             raise ValueError("video_job_retry_attempts must be 1..10 (AWS Batch limit)")
+        if self.job_stale_s <= self.trigger_timeout_s:
+            raise ValueError("job_stale_s must exceed trigger_timeout_s, or the sweep redelivers jobs still running")
         if self.api_timeout_s > 29:
             raise ValueError("api_timeout_s above 29 s is cut off by API Gateway's integration timeout")
 

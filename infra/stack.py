@@ -24,18 +24,16 @@ class EmotionServiceStack(Stack):
         self.config = config
 
         self.storage = Storage(self, "Storage", config=config, event_bridge=config.gpu_video)
-        # With the GPU path on, the trigger function sees images only and videos go to Batch;
-        # with it off, the trigger function gets every upload (videos included, on CPU).
-        trigger_suffixes = config.image_suffixes if config.gpu_video else []
-        self.functions = Functions(
-            self, "Functions", config=config, storage=self.storage, trigger_suffixes=trigger_suffixes
-        )
+        # Routing by the key the service names: images (and, with the GPU path off, videos) go to the trigger
+        # function, gpu-video uploads to Batch (GpuVideo's rule); the job API decides the route.
+        self.functions = Functions(self, "Functions", config=config, storage=self.storage)
         self.api = Api(self, "Api", config=config, handler=self.functions.api_function)
         self.storage.allow_browser_origins([self.api.origin, *config.cors_origins])
 
         self.monitoring = Monitoring(self, "Monitoring", config=config)
         self.monitoring.alarm_function("ApiFunction", self.functions.api_function)
         self.monitoring.alarm_function("TriggerFunction", self.functions.trigger_function)
+        self.monitoring.alarm_function("SweepFunction", self.functions.sweep_function)
         self.monitoring.alarm_queue_depth("TriggerDlq", self.functions.dead_letter_queue)
         self.monitoring.alarm_api_errors(self.api.rest_api.metric_server_error(period=PERIOD, statistic="Sum"))
 

@@ -1,4 +1,4 @@
-"""The CPU container image and the two Lambda functions built from it (API and S3 trigger)."""
+"""The CPU container image and the Lambda functions built from it (API, S3 trigger, scheduled job sweep)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Stack, Validations
 from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -19,10 +21,13 @@ from infra.components.storage import Storage
 from infra.config import (
     API_HANDLER,
     IMAGE_MODEL_DIR,
+    IMAGE_UPLOAD_SUFFIX,
     JOBS_PREFIX,
     RESULTS_PREFIX,
     S3_TRIGGER_HANDLER,
+    SWEEP_HANDLER,
     UPLOADS_PREFIX,
+    VIDEO_UPLOAD_SUFFIX,
     Config,
 )
 
@@ -43,6 +48,10 @@ def service_environment(config: Config, storage: Storage, service: str) -> dict[
         "EMOTION_MAX_UPLOAD_BYTES": str(config.max_upload_bytes),
         "EMOTION_UPLOAD_EXPIRES_S": str(config.upload_expires_s),
         "EMOTION_VIDEO_FPS": str(config.video_fps),
+        # Job routing and the sweep: the API names upload keys by route (gpu-video only with the GPU path).
+        "EMOTION_GPU_VIDEO": "true" if config.gpu_video else "false",
+        "EMOTION_LAMBDA_VIDEO_MAX_BYTES": str(config.lambda_video_max_bytes),
+        "EMOTION_JOB_STALE_S": str(config.job_stale_s),
         "POWERTOOLS_SERVICE_NAME": service,
         "LOG_LEVEL": config.log_level,
     }
@@ -106,9 +115,7 @@ def dead_letter_queue(scope: Construct, construct_id: str, why_no_dlq_of_its_own
 class Functions(Construct):
     """API function and S3-trigger function, one container image, each with its own least-privilege role."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, storage: Storage, trigger_suffixes: list[str]
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: Config, storage: Storage) -> None:
         super().__init__(scope, construct_id)
         arm = config.architecture == "arm64"
         self.architecture = lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64
@@ -177,26 +184,58 @@ class Functions(Construct):
         grant_job_access(self.trigger_role, storage)
 
         destination = s3n.LambdaDestination(self.trigger_function)
-        if trigger_suffixes:
-            # S3 suffix filters are case-sensitive: register lower- and upper-case spellings.
-            for suffix in _case_variants(trigger_suffixes):
-                storage.inputs.add_event_notification(
-                    s3.EventType.OBJECT_CREATED,
-                    destination,
-                    s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=suffix),
-                )
-        else:
+        # The keys are the service's own (uploads/<id>/input.<route>): one exact suffix per route the
+        # function takes. gpu-video uploads match neither and go to Batch (GpuVideo's EventBridge rule).
+        for suffix in (IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX):
             storage.inputs.add_event_notification(
-                s3.EventType.OBJECT_CREATED, destination, s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX)
+                s3.EventType.OBJECT_CREATED, destination, s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=suffix)
             )
 
-        for role in (self.api_role, self.trigger_role):
+        # ---- Scheduled sweep ----------------------------------------------------------------------------
+        # Jobs whose worker died (timeout, out of memory) or whose event was lost are redelivered by an
+        # in-place copy of their upload (a new event, routed as the first) or failed once their attempts
+        # are spent; uploads that never came are failed after the form expires.
+        self.sweep_role = self._role("SweepRole", "Runs the emotion job sweep")
+        self.sweep_log_group = log_group(self, "SweepLogs", config)
+        self.sweep_function = lambda_.DockerImageFunction(
+            self,
+            "SweepFunction",
+            description="Emotion job sweep: redelivers stale or lost jobs, fails spent or expired ones",
+            code=code(SWEEP_HANDLER),
+            architecture=self.architecture,
+            memory_size=512,
+            timeout=Duration.minutes(5),
+            reserved_concurrent_executions=1,  # one sweep at a time
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.sweep_log_group,
+            role=self.sweep_role,
+            environment=service_environment(config, storage, "emotion-sweep"),
+            retry_attempts=0,  # the next scheduled run is the retry
+        )
+        self.sweep_log_group.grant_write(self.sweep_role)
+        grant_prefixes(
+            self.sweep_role,
+            # GetObject + PutObject on uploads/ is the in-place copy; job records are read and failed.
+            read=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)],
+            write=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)],
+            list_results=storage.results,
+        )
+        self.sweep_rule = events.Rule(
+            self,
+            "SweepSchedule",
+            description="Run the job sweep",
+            schedule=events.Schedule.rate(Duration.minutes(config.sweep_interval_minutes)),
+        )
+        self.sweep_rule.add_target(targets.LambdaFunction(self.sweep_function, retry_attempts=0))
+
+        for role in (self.api_role, self.trigger_role, self.sweep_role):
             _acknowledge_xray(role)
         acknowledge_prefix_grants(
             self.api_role,
             [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
         )
         acknowledge_prefix_grants(self.trigger_role, job_grants(storage))
+        acknowledge_prefix_grants(self.sweep_role, [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)])
 
     def _role(self, construct_id: str, description: str) -> iam.Role:
         return iam.Role(
@@ -243,15 +282,6 @@ def retention(days: int) -> logs.RetentionDays:
     if days not in _RETENTION:
         raise ValueError(f"log_retention_days={days} is not one of {sorted(_RETENTION)}")
     return getattr(logs.RetentionDays, _RETENTION[days])
-
-
-def _case_variants(suffixes: list[str]) -> list[str]:
-    seen: list[str] = []
-    for suffix in suffixes:
-        for variant in (suffix.lower(), suffix.upper()):
-            if variant not in seen:
-                seen.append(variant)
-    return seen
 
 
 def acknowledge_prefix_grants(grantee: iam.Role, grants: list[tuple[s3.IBucket, str]]) -> None:

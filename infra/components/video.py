@@ -23,18 +23,12 @@ from infra.components.functions import (
     service_environment,
 )
 from infra.components.storage import Storage
-from infra.config import UPLOADS_PREFIX, VIDEO_JOB_MODULE, Config
+from infra.config import GPU_VIDEO_UPLOAD_SUFFIX, UPLOADS_PREFIX, VIDEO_JOB_MODULE, Config
 
 
-def video_key_patterns(suffixes: list[str]) -> list[dict[str, str]]:
-    """EventBridge wildcard matchers for uploads/<anything><suffix>, lower and upper case."""
-    patterns: list[dict[str, str]] = []
-    for suffix in suffixes:
-        for variant in (suffix.lower(), suffix.upper()):
-            matcher = {"wildcard": f"{UPLOADS_PREFIX}*{variant}"}
-            if matcher not in patterns:
-                patterns.append(matcher)
-    return patterns
+def video_key_patterns() -> list[dict[str, str]]:
+    """EventBridge matcher for the keys the job API names for the GPU route: uploads/<job id>/input.gpu-video."""
+    return [{"wildcard": f"{UPLOADS_PREFIX}*{GPU_VIDEO_UPLOAD_SUFFIX}"}]
 
 
 class GpuVideo(Construct):
@@ -136,13 +130,13 @@ class GpuVideo(Construct):
         self.rule = events.Rule(
             self,
             "VideoUploaded",
-            description="Submit a GPU video job for each video uploaded under uploads/",
+            description="Submit a GPU video job for each upload the job API routed to the GPU (input.gpu-video)",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [storage.inputs.bucket_name]},
-                    "object": {"key": video_key_patterns(config.video_suffixes)},
+                    "object": {"key": video_key_patterns()},
                 },
             ),
         )

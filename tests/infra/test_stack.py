@@ -262,7 +262,7 @@ def _filters(entry: dict[str, Any]) -> dict[str, str]:
     return {r["Name"]: r["Value"] for r in entry["Filter"]["Key"]["FilterRules"]}
 
 
-def test_uploads_notify_trigger_for_images_only_when_gpu_video_on(synth: Synth) -> None:
+def test_uploads_notify_trigger_by_route_when_gpu_video_on(synth: Synth) -> None:
     config, entries = _lambda_notifications(synth)
     fn_id = _function_ids(synth)["trigger"]
     assert entries
@@ -273,20 +273,21 @@ def test_uploads_notify_trigger_for_images_only_when_gpu_video_on(synth: Synth) 
         filters = _filters(entry)
         assert filters["prefix"] == "uploads/"
         suffixes.add(filters["suffix"])
-    assert {".jpg", ".JPG", ".png"} <= suffixes
-    assert not suffixes & {".mp4", ".MP4", ".mov"}, "videos must go to Batch, not the Lambda"
+    # Keys are named by route by the job API (uploads/<id>/input.<route>), never by the client's file name.
+    assert suffixes == {"/input.image", "/input.video"}, "gpu-video uploads must go to Batch, not the Lambda"
     assert "EventBridgeConfiguration" in config
 
 
-def test_gpu_video_off_routes_every_upload_to_the_trigger(synth_cpu_only: Synth) -> None:
+def test_gpu_video_off_routes_images_and_videos_to_the_trigger(synth_cpu_only: Synth) -> None:
     config, entries = _lambda_notifications(synth_cpu_only)
-    (entry,) = entries
-    assert _filters(entry) == {"prefix": "uploads/"}
-    assert _ref_ids(entry["LambdaFunctionArn"]) == {_function_ids(synth_cpu_only)["trigger"]}
+    assert {_filters(e)["suffix"] for e in entries} == {"/input.image", "/input.video"}
+    assert {fn for e in entries for fn in _ref_ids(e["LambdaFunctionArn"])} == {
+        _function_ids(synth_cpu_only)["trigger"]}
     assert "EventBridgeConfiguration" not in config
     types = {r["Type"] for r in synth_cpu_only.template["Resources"].values()}
     assert not {t for t in types if t.startswith("AWS::Batch::") or t.startswith("AWS::EC2::")}
-    assert not synth_cpu_only.resources("AWS::Events::Rule")
+    rules = synth_cpu_only.resources("AWS::Events::Rule").values()
+    assert all("ScheduleExpression" in r["Properties"] for r in rules)  # only the sweep's schedule
 
 
 # ---- GPU video on AWS Batch -------------------------------------------------------------------------------
@@ -337,8 +338,7 @@ def test_video_uploads_rule_submits_batch_job_with_bucket_and_key(synth: Synth) 
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert _ref_ids(pattern["detail"]["bucket"]["name"]) == {_bucket_ids(synth)["inputs"]}
     keys = [k["wildcard"] for k in pattern["detail"]["object"]["key"]]
-    assert "uploads/*.mp4" in keys and "uploads/*.MOV" in keys
-    assert all(k.startswith("uploads/") for k in keys)
+    assert keys == ["uploads/*/input.gpu-video"]  # the key the job API names for the GPU route
     (target,) = rule["Targets"]
     assert _ref_ids(target["Arn"]) == {synth.logical_id(video.job_queue)}
     assert _ref_ids(target["BatchParameters"]["JobDefinition"]) == {synth.logical_id(video.job_definition)}
