@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # Video frames analysed at once, each on one core (0 = one per CPU core). Each worker adds its own
     # activations: peak RSS on the Hamilton clip 187 MB with 1, 255 MB with 2.
     video_workers: int = 0
+    # Video bounds, checked from the container before decoding and again while reading: frames over max_pixels
+    # are refused, as are videos longer than these (a 7 MB file can hold 6 h of tiny frames); sampled frames
+    # held at once are capped by bytes (a 36 MP frame is 108 MB), not only by batch_frames.
+    video_max_duration_s: float = 3600.0
+    video_max_frames: int = 216_000  # 1 h at 60 fps
+    video_buffer_bytes: int = 256_000_000
 
     # Jobs (async processing)
     job_inline_result_bytes: int = 256_000  # larger results are returned as a presigned result_url

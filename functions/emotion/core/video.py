@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from emotion.core.annotate import COLOURS, draw_face
 from emotion.core.engine import DetectOptions, Engine, default_options, get_engine
-from emotion.core.errors import BadParameter, UnsupportedVideo
+from emotion.core.errors import BadParameter, EmotionError, UnsupportedVideo
 from emotion.core.identity import FaceEmbedder, get_embedder
 from emotion.core.imageio import sniff_format
 from emotion.core.results import Box, ModelsUsed
@@ -212,7 +212,12 @@ class VideoAnalyzer:
             on_progress: ProgressCallback | None = None) -> VideoResult:
         start = time.perf_counter()
         cap = _open(path)
-        workers = min(_workers(self.options), self.options.batch_frames)
+        try:
+            self._batch = _check_bounds(cap, self.options)
+        except EmotionError:
+            cap.release()
+            raise
+        workers = min(_workers(self.options), self._batch)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="video") if workers > 1 else None
         try:
             result = self._run(cap, start, progress, on_progress)
@@ -272,6 +277,7 @@ class VideoAnalyzer:
                 if on_progress is not None and declared and time.perf_counter() - last_report > 1.0:
                     last_report = time.perf_counter()
                     on_progress(min(0.99, (index + 1) / declared))
+                _check_length(index, t_ms)
                 sampled = step_ms is None or t_ms + 0.5 >= next_due
                 if not sampled:
                     read += 1
@@ -283,6 +289,7 @@ class VideoAnalyzer:
                 if frame is None:
                     corrupt += 1
                     continue
+                _check_frame(frame)
                 if not width or not height:
                     height, width = frame.shape[:2]
                 read += 1
@@ -293,7 +300,7 @@ class VideoAnalyzer:
                         next_due = t_ms + step_ms
                 # Sampled frames start on the workers now, while the next frames are decoded.
                 pending.append(_Pending(index, t_ms, frame, self._submit(frame)))
-                if len(pending) >= opts.batch_frames:
+                if len(pending) >= self._batch:
                     flush()
             flush()
         finally:
@@ -366,6 +373,47 @@ class VideoAnalyzer:
         detected = time.perf_counter()
         probs = self.engine.classifier.classify(frame, faces)
         return faces, probs, (detected - start) * 1000, (time.perf_counter() - detected) * 1000
+
+
+class VideoTooLarge(EmotionError):
+    """Frames over ``max_pixels``, or a video longer than ``video_max_duration_s`` / ``video_max_frames``."""
+
+    code = "video_too_large"
+    status = 413
+
+
+def _check_bounds(cap: cv2.VideoCapture, opts: VideoOptions) -> int:
+    """Refuse, from the container before decoding, frames over ``max_pixels`` and videos over the duration
+    or frame caps; return the sampled frames to hold at once, ``batch_frames`` bounded by ``video_buffer_bytes``."""
+    settings = get_settings()
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > settings.max_pixels:
+        raise VideoTooLarge(f"video frames are {width}x{height} = {width * height:,} pixels; the limit is "
+                            f"{settings.max_pixels:,} pixels per frame")
+    declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    if declared > settings.video_max_frames:
+        raise VideoTooLarge(f"the video declares {declared:,} frames; the limit is {settings.video_max_frames:,}")
+    if declared / _fps(cap) > settings.video_max_duration_s:
+        raise VideoTooLarge(f"the video lasts about {declared / _fps(cap) / 60:,.0f} min; the limit is "
+                            f"{settings.video_max_duration_s / 60:,.0f} min")
+    frame_bytes = max(1, width * height * 3)
+    return max(1, min(opts.batch_frames, settings.video_buffer_bytes // frame_bytes))
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    """The pixel cap on what is really decoded (a container may under-declare its frame size)."""
+    settings = get_settings()
+    if frame.shape[0] * frame.shape[1] > settings.max_pixels:
+        raise VideoTooLarge(f"a frame is {frame.shape[1]}x{frame.shape[0]} pixels; the limit is "
+                            f"{settings.max_pixels:,} pixels per frame")
+
+
+def _check_length(index: int, t_ms: float) -> None:
+    """The frame and duration caps on what is really read (a container may under-declare its length)."""
+    settings = get_settings()
+    if index >= settings.video_max_frames or t_ms > settings.video_max_duration_s * 1000:
+        raise VideoTooLarge(f"the video runs past the limit of {settings.video_max_frames:,} frames or "
+                            f"{settings.video_max_duration_s / 60:,.0f} min")
 
 
 def _fps(cap: cv2.VideoCapture) -> float:
