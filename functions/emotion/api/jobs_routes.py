@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from emotion.api.openapi_docs import NOT_FOUND_RESPONSE
+from emotion.api.openapi_docs import JOB_STATUS_EXAMPLE, NOT_FOUND_RESPONSE, example_response
 from emotion.core.errors import BadParameter, EmotionError
 from emotion.core.results import AnalysisResult
 from emotion.core.video import VideoResult
@@ -137,7 +137,9 @@ async def create_job(body: JobRequest, request: Request) -> JobCreated:
     return JobCreated(**created)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND_RESPONSE,
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus,
+            responses={**example_response(JOB_STATUS_EXAMPLE, "The job; its result inline once it has succeeded"),
+                       **NOT_FOUND_RESPONSE},
             summary="A job's status and result")
 async def get_job(request: Request, job_id: str = JOB_ID_PATH) -> JobStatus:
     view = await run_in_threadpool(service.get_job, job_id)

@@ -1,0 +1,81 @@
+"""The OpenAPI description as a client generator or a reader of /docs sees it: labels as enums, an example for
+each response, every error documented, the job result typed, probabilities rounded to 4 decimals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from emotion.api.app import create_app
+from emotion.core.vocabulary import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app()) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def spec(client: TestClient) -> dict:
+    return client.get("/openapi.json").json()
+
+
+def test_emotion_labels_are_enums(spec: dict) -> None:
+    face = spec["components"]["schemas"]["Face"]["properties"]
+    assert face["dominant_emotion"]["enum"] == list(EMOTIONS)
+    assert face["emotions"]["propertyNames"]["enum"] == list(EMOTIONS)
+    labels = spec["components"]["schemas"]["ModelInfo"]["properties"]["labels"]["items"]
+    assert labels["enum"] == list(EMOTIONS)
+
+
+def test_every_json_response_has_an_example(spec: dict) -> None:
+    schemas = spec["components"]["schemas"]
+    missing = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                media = response.get("content", {}).get("application/json")
+                if media is None:
+                    continue  # images (annotate) and empty bodies
+                if "example" in media or "examples" in media:
+                    continue
+                ref = media.get("schema", {}).get("$ref", "")
+                schema = schemas.get(ref.rsplit("/", 1)[-1], {})
+                # A schema whose fields carry examples gives Swagger UI a filled-in example too.
+                if any("examples" in p or "$ref" in p for p in schema.get("properties", {}).values()):
+                    continue
+                missing.append(f"{method.upper()} {path} {status}")
+    assert not missing, missing
+
+
+def test_errors_are_documented(spec: dict) -> None:
+    analyze = spec["paths"]["/v1/analyze"]["post"]["responses"]
+    assert {"200", "400", "401", "413", "415", "422", "429", "503"} <= set(analyze)
+    example = analyze["413"]["content"]["application/json"]["example"]
+    assert example["error"]["code"] == "image_too_large"
+    get_job = spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]
+    assert get_job["404"]["content"]["application/json"]["example"]["error"]["code"] == "job_not_found"
+
+
+def test_the_job_result_is_typed(spec: dict) -> None:
+    result = spec["components"]["schemas"]["JobStatus"]["properties"]["result"]
+    refs = {ref["$ref"].rsplit("/", 1)[-1] for ref in result["anyOf"][0]["oneOf"]}
+    assert refs == {"ImageJobResult", "VideoJobResult"}
+    assert "tracks" in spec["components"]["schemas"]["VideoJobResult"]["properties"]
+
+
+def test_photo_probabilities_have_four_decimals(client: TestClient, scenes: Path) -> None:
+    body = client.post("/v1/analyze", files={"image": (scenes / "fp_multiface.jpg").read_bytes()}).json()
+    values = [p for face in body["faces"] for p in face["emotions"].values()]
+    assert len(values) == 6 * 7
+    assert all(round(p, 4) == p for p in values)
+    assert any(0 < p < 1 for p in values)
+
+
+def test_models_report_the_upload_limits(client: TestClient) -> None:
+    limits = client.get("/v1/models").json()["limits"]
+    assert limits["max_body_bytes"] > 1_000_000 and limits["max_pixels"] > 1_000_000 and limits["max_side"] > 1000
