@@ -61,8 +61,8 @@ def _run_job(page, server: str, clip: Path, fps: str = "5", classifier: str = ""
 
 def _check_page(page, result: dict) -> None:
     # The annotated video plays inline: decoded far enough to show a frame, with the clip's duration.
-    page.wait_for_function("() => { const v = document.querySelector('#video-player'); return v && v.readyState >= 2; }",
-                           timeout=30_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video-player'); return v && v.readyState >= 2; }", timeout=30_000)
     player = page.evaluate("() => { const v = document.querySelector('#video-player');"
                            " return {duration: v.duration, width: v.videoWidth, height: v.videoHeight,"
                            " error: v.error && v.error.message}; }")
@@ -101,6 +101,11 @@ def test_video_job_plays_inline_with_one_card_per_person(server: str, browser_co
     page.emulate_media(color_scheme="dark")
     page.locator("#video-jobs").screenshot(path=str(artifacts_dir / "browser_video_dark.png"))
     page.emulate_media(color_scheme="light")
+    # On a phone-sized screen the player and the cards fit without sideways scrolling.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert page.locator("#video-player").bounding_box()["width"] <= 390
+    page.locator("#video-jobs").screenshot(path=str(artifacts_dir / "browser_video_phone.png"))
     page.close()
 
 

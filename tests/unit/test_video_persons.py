@@ -215,3 +215,31 @@ def test_annotated_frames_show_the_person_ids(hamilton: tuple[VideoResult, Path]
     assert (edge > 60).mean() > 0.05  # the box outline and the label tab
     corner = diff[300:360, 0:80]  # far from every face in this shot: only compression noise
     assert (corner > 60).mean() < 0.01
+
+
+def test_odd_sized_video_is_annotated_at_the_nearest_even_size(videos: Path, tmp_path: Path) -> None:
+    """4:2:0 H.264 needs even sizes: a 411x231 clip comes out 410x230, every frame, rather than failing."""
+    import av
+
+    src = cv2.VideoCapture(str(videos / "fa_test_video.mp4"))
+    clip = tmp_path / "odd.mkv"
+    with av.open(str(clip), mode="w") as container:  # FFV1 (lossless) takes odd sizes
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 411, 231, "yuv444p"
+        while True:
+            ok, frame = src.read()
+            if not ok:
+                break
+            odd = cv2.resize(frame, (411, 231), interpolation=cv2.INTER_AREA)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(odd, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    src.release()
+    out = tmp_path / "odd.mp4"
+    result = analyze_video_file(clip, fps=None, annotate_path=out)
+    assert (result.video.width, result.video.height) == (411, 231)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (410, 230) and stream.codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(stream)) == result.video.frames_read == 5
