@@ -2,13 +2,18 @@
 
 Starts the server on a free 127.0.0.1 port, warms it up, then runs ``--concurrency`` client threads
 (keep-alive connections) for ``--duration`` seconds or ``--max-requests`` requests, whichever ends first.
-Reports errors (any non-200 or transport error, warm-up included), median / p95 / p99 latency, requests per
-second, and the server's RSS after start-up, after a concurrent warm-up (the baseline), its peak, and at the
-end, with the growth from the baseline in percent.
+Reports errors (any unexpected status or transport error, warm-up included), median / p95 / p99 latency,
+requests per second, and the server's RSS after start-up, after a concurrent warm-up (the baseline), its
+peak, and at the end, with the growth from the baseline in percent.
+
+With ``--bad-every N`` every N-th request is a bad one, in turn: a PDF (415), a truncated JPEG (400), a JPEG
+scan bomb (400), a 38-byte WebP declaring 40 MP (413) and a bad parameter (422); a bad request counts as an
+error unless it gets exactly that status. Latencies are those of the good requests.
 
 Usage::
 
     .venv/bin/python benchmarks/load_api.py --duration 60 --concurrency 4
+    .venv/bin/python benchmarks/load_api.py --duration 60 --concurrency 8 --bad-every 4
 
 Prints one JSON document on stdout.
 """
@@ -40,6 +45,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def bad_requests() -> list[tuple[bytes, str, str, int]]:
+    """(body, content type, query, expected status) of the bad requests mixed in with ``--bad-every``."""
+    import io
+
+    from PIL import Image
+
+    def save(image: Image.Image, fmt: str, **options: object) -> bytes:
+        buf = io.BytesIO()
+        image.save(buf, fmt, **options)
+        return buf.getvalue()
+
+    jpeg = save(Image.new("RGB", (640, 480), (10, 120, 200)), "JPEG")
+    progressive = save(Image.new("L", (3000, 3000), 128), "JPEG", progressive=True)
+    sos = [i for i in range(len(progressive) - 1) if progressive[i:i + 2] == b"\xff\xda"]
+    scan_bomb = progressive[:-2] + progressive[sos[-1]:-2] * 300 + b"\xff\xd9"  # 300+ scans
+    webp_bomb = save(Image.new("RGB", (6000, 6600)), "WEBP", lossless=True, method=0)
+    return [
+        (b"%PDF-1.4\n%%EOF\n", "application/pdf", "", 415),
+        (jpeg[: len(jpeg) // 2], "image/jpeg", "", 400),
+        (scan_bomb, "image/jpeg", "", 400),
+        (webp_bomb, "image/webp", "", 413),
+        (jpeg, "image/jpeg", "?max_faces=0", 422),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
@@ -47,12 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=50_000, help="stop after this many requests")
     parser.add_argument("--image", type=Path, default=None, help="photo (default scenes/fr_two_people.jpg)")
     parser.add_argument("--warmup-s", type=float, default=15.0, help="concurrent warm-up before the RSS baseline")
+    parser.add_argument("--bad-every", type=int, default=0, help="every N-th request is a bad one (0: none)")
     args = parser.parse_args(argv)
+    bad = bad_requests()
 
     image = args.image or shared_dir() / "data" / "scenes" / "fr_two_people.jpg"
     data = image.read_bytes()
     headers = {"content-type": "image/jpeg"}
 
+    bad_counts: list[int] = []
     with serve_in_subprocess() as (base, proc):
         rss_started = rss_mb(proc.pid)
         with httpx.Client(base_url=base, timeout=60) as client:
@@ -63,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def run_phase(seconds: float, max_requests: int) -> tuple[list[float], list[str], float, float]:
             latencies: list[float] = []
+            bad_answered: list[float] = []
             errors: list[str] = []
             lock = threading.Lock()
             issued = 0
@@ -76,17 +110,26 @@ def main(argv: list[str] | None = None) -> int:
                             if issued >= max_requests:
                                 return
                             issued += 1
+                            number = issued
                         t0 = time.perf_counter()
+                        is_bad = args.bad_every > 0 and number % args.bad_every == 0
                         try:
-                            r = client.post("/v1/analyze", content=data, headers=headers)
-                            ok = r.status_code == 200 and len(r.json()["faces"]) == faces
-                            problem = "" if ok else f"{r.status_code}: {r.text[:200]}"
+                            if is_bad:
+                                body, mime, query, expected = bad[(number // args.bad_every) % len(bad)]
+                                r = client.post("/v1/analyze" + query, content=body, headers={"content-type": mime})
+                                problem = "" if r.status_code == expected else f"{r.status_code}: {r.text[:200]}"
+                            else:
+                                r = client.post("/v1/analyze", content=data, headers=headers)
+                                ok = r.status_code == 200 and len(r.json()["faces"]) == faces
+                                problem = "" if ok else f"{r.status_code}: {r.text[:200]}"
                         except httpx.HTTPError as exc:
                             problem = f"{type(exc).__name__}: {exc}"
                         elapsed = (time.perf_counter() - t0) * 1000
                         with lock:
                             if problem:
                                 errors.append(problem)
+                            elif is_bad:
+                                bad_answered.append(elapsed)
                             else:
                                 latencies.append(elapsed)
 
@@ -98,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             while any(t.is_alive() for t in threads):
                 time.sleep(0.5)
                 peak = max(peak, rss_mb(proc.pid))
+            bad_counts.append(len(bad_answered))
             return latencies, errors, time.perf_counter() - started, peak
 
         # Warm-up at the same concurrency, so the baseline holds the concurrent working set (ORT arenas,
@@ -107,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         latencies, errors, wall, rss_peak = run_phase(args.duration, args.max_requests)
         errors = warm_errors + errors
         rss_end = rss_mb(proc.pid)
-    total = len(latencies) + len(errors)
+    total = len(latencies) + len(errors) + bad_counts[-1]
     report = {
         "benchmark": "load_api",
         "endpoint": "POST /v1/analyze (raw image/jpeg body)",
@@ -119,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "requests": total,
         "errors": len(errors),
         "error_samples": errors[:5],
+        "bad_every": args.bad_every,
+        "bad_requests_answered_as_expected": bad_counts[-1],
         "warmup_requests": len(warm_latencies),
         "rps": round(total / wall, 2),
         "latency_ms": {

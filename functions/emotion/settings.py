@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # Scans one JPEG may have: real encoders write at most about 20, and each is a full decoding pass.
     jpeg_max_scans: int = 100
     # Analyses running at once under `emotion serve` (0 = the CPU cores, fewer when half the memory cannot
-    # hold that many at max_decode_bytes), and how many more may wait (-1 = twice that); beyond: 429.
+    # hold that many at max_decode_bytes), and how many more may wait (-1 = 8 per slot); beyond: 429.
     engine_concurrency: int = 0
     engine_queue: int = -1
     # Lambda's synchronous payload limit (request event and response, bodies base64-encoded when binary):

@@ -1,7 +1,8 @@
 """A bound on engine work under uvicorn: at most ``engine_concurrency`` analyses run at once (each may hold
-up to ``max_decode_bytes`` of decoded image plus its working copies), at most ``engine_queue`` more wait for a
-slot, and any request beyond that is answered at once with 429 and ``Retry-After`` instead of queueing
-without bound in the threadpool (which let 20-40 pixel bombs exhaust the host's memory).
+up to ``max_decode_bytes`` of decoded image plus its working copies), at most ``engine_queue`` more (each
+holding only its body) wait for a slot, and any request beyond that is answered at once with 429 and
+``Retry-After`` instead of queueing without bound in the threadpool (which let 20-40 pixel bombs exhaust
+the host's memory).
 
 Under Lambda every execution environment serves one request at a time, so no limit is needed there.
 """
@@ -66,7 +67,8 @@ class EngineLimiter:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         limiter = self._current()
         settings = get_settings()
-        queue = settings.engine_queue if settings.engine_queue >= 0 else 2 * int(limiter.total_tokens)
+        # A waiting request holds only its body (at most max_body_bytes), not a decode: room for many.
+        queue = settings.engine_queue if settings.engine_queue >= 0 else 8 * int(limiter.total_tokens)
         if limiter.available_tokens == 0 and self._waiting >= queue:
             raise TooBusy(f"the server is analysing {int(limiter.total_tokens)} images and {self._waiting} more "
                           "are waiting; retry after the Retry-After seconds")
