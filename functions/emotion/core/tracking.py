@@ -216,9 +216,12 @@ class FaceTracker:
 
         matched: list[Track] = []
         for di, ti in enumerate(assigned):
-            if ti >= 0 and self.appearance is not None \
-                    and (di in ready or self.appearance.gate.geometry(faces[di]) > 0):
-                self.active[ti].good_ms = t_ms
+            if ti >= 0 and self.appearance is not None:
+                track = self.active[ti]
+                # An unsure track becomes sure again only by a check, not by a face that could not be checked.
+                unsure = t_ms - track.good_ms >= self.appearance.unsure_after_ms
+                if di in ready or (not unsure and self.appearance.gate.geometry(faces[di]) > 0):
+                    track.good_ms = t_ms
             row = np.concatenate(([t_ms, frame_index], boxes[di], [faces[di, 14]], probs[di])).astype(np.float32)
             if ti >= 0:
                 track = self.active[ti]
