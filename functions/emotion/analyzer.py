@@ -115,12 +115,13 @@ class Analyzer:
                     result.timings_ms["total"] = round(result.timings_ms["total"] + decode_ms, 2)
                     yield result
 
-    def annotate(self, image: ImageInput, *, rgb: bool = False,
-                 path: str | os.PathLike[str] | None = None) -> np.ndarray:
+    def annotate(self, image: ImageInput, *, rgb: bool = False, path: str | os.PathLike[str] | None = None,
+                 result: AnalysisResult | None = None) -> np.ndarray:
         """``image`` with each face boxed and labelled with its dominant emotion and probability.
 
         Returns the pixels in the order given (BGR by default, RGB with ``rgb=True``). ``path``: also write the
-        image there, as JPEG, PNG or WebP by its extension.
+        image there, as JPEG, PNG or WebP by its extension. ``result``: draw this earlier :meth:`analyze`
+        result of the same image instead of analysing it again.
         """
         fmt = None
         if path is not None:
@@ -128,7 +129,7 @@ class Analyzer:
             if fmt is None:
                 raise BadParameter(f"{os.fspath(path)!r}: the extension picks the format; use .jpg, .png or .webp")
         bgr = self._pixels(image, rgb)
-        drawn = draw_annotations(bgr, self.engine.analyze_array(bgr, self.options))
+        drawn = draw_annotations(bgr, result or self.engine.analyze_array(bgr, self.options))
         if path is not None and fmt is not None:
             Path(path).write_bytes(encode_image(drawn, fmt))
         return drawn[:, :, ::-1].copy() if rgb else drawn

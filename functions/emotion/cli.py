@@ -22,7 +22,6 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 EXIT_CODES = "exit status: 0 all inputs done, 1 some inputs failed (each is reported), 2 usage error or the " \
              "command cannot run here (missing models, missing extra)"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
-ANNOTATE_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
 TRAIN_EXTRA = "pip install -e '.[train]' in a checkout (or pip install 'emotion-service[train]')"
 
 
@@ -76,6 +75,8 @@ def _fps(text: str) -> float | None:
 
 def _annotate_path(text: str) -> Path:
     """An output image path whose extension picks the format: .jpg/.jpeg, .png or .webp."""
+    from emotion.analyzer import ANNOTATE_FORMATS
+
     path = Path(text)
     if path.suffix.lower() not in ANNOTATE_FORMATS:
         raise argparse.ArgumentTypeError(
@@ -136,11 +137,9 @@ def expand_inputs(items: list[str]) -> Iterator[tuple[str, Path | None]]:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from emotion.core.annotate import annotate
-    from emotion.core.engine import analyze
-    from emotion.core.imageio import decode_image, encode_image
-    from emotion.settings import get_settings
+    from emotion.analyzer import Analyzer
 
+    analyzer = Analyzer(classifier=args.classifier, min_face=args.min_face, max_faces=args.max_faces)
     inputs = list(expand_inputs(args.images))
     results: list[dict] = []
     status = 0
@@ -149,8 +148,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if path is None:
                 raise FileNotFoundError(f"no such file, folder or glob match (folders are searched for "
                                         f"{', '.join(IMAGE_SUFFIXES)})")
-            data = path.read_bytes()
-            result = analyze(data, classifier=args.classifier, min_face=args.min_face, max_faces=args.max_faces)
+            result = analyzer.analyze(path)
         except (OSError, EmotionError) as exc:
             if isinstance(exc, EmotionError) and exc.status >= 500:
                 raise  # the set-up, not this input (e.g. models missing): exit 2 with the message
@@ -165,9 +163,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 out: Path = args.annotate
                 if len(inputs) > 1:  # one annotated file per input: OUT_STEM-<index>-<name>.<ext>
                     out = out.with_name(f"{out.stem}-{index}-{path.stem}{out.suffix}")
-                settings = get_settings()
-                bgr = decode_image(data, settings.max_pixels, settings.max_side)
-                out.write_bytes(encode_image(annotate(bgr, result), ANNOTATE_FORMATS[out.suffix.lower()]))
+                analyzer.annotate(path, result=result, path=out)
         if args.json:
             results.append(record)
         else:
