@@ -24,6 +24,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from emotion.core.manifest import load_manifest
 from emotion.core.model_files import verify_metadata
 from emotion.model.optimize import prelu_to_mul_max
 from emotion.model.training import VOCABULARY
@@ -130,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     sess = session(out, 2)
     got_md = dict(sess.get_modelmeta().custom_metadata_map)
     verify_metadata(got_md, VOCABULARY, PREPROCESSING, OUTPUT)
+    manifest = load_manifest()
+    if a.name in manifest.names("classifier"):  # once registered, the file must also agree with its entry
+        spec = manifest.get(a.name)
+        verify_metadata(got_md, spec.labels, spec.preprocessing, spec.output)
+        if spec.input.name != INPUT or spec.input.shape != [str(d) for d in INPUT_SPEC["shape"]]:
+            raise RuntimeError(f"manifest input {spec.input} != {INPUT_SPEC}")
     shape = sess.get_inputs()[0].shape
     if isinstance(shape[0], int):
         raise RuntimeError(f"batch dimension is fixed: {shape}")
