@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Union
 import cv2
 import numpy as np
 
-from emotion.core.errors import BadParameter, EmptyInput, ImageTooLarge, ImageTooSmall, InputNotFound
-from emotion.core.imageio import MIN_SIDE, decode_image
+from emotion.core.errors import BadParameter, EmptyInput, InputNotFound
+from emotion.core.imageio import check_dimensions, decode_image
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -59,16 +59,6 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         raise BadParameter(f"cannot read {file}: {exc.strerror or exc}") from None
 
 
-def _check_size(width: int, height: int, max_pixels: int, max_side: int) -> None:
-    if width * height > max_pixels or max(width, height) > max_side:
-        raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels "
-            f"and {max_side:,} px per side"
-        )
-    if min(width, height) < MIN_SIDE:
-        raise ImageTooSmall(f"image is {width}x{height}; faces need at least {MIN_SIDE} px per side")
-
-
 def _from_array(array: np.ndarray, rgb: bool, max_pixels: int, max_side: int) -> np.ndarray:
     if array.size == 0:
         raise EmptyInput(f"the image array is empty (shape {array.shape})")
@@ -80,7 +70,7 @@ def _from_array(array: np.ndarray, rgb: bool, max_pixels: int, max_side: int) ->
     channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else 0)
     if channels not in (1, 3, 4):
         raise BadParameter(f"image arrays must be HxW, HxWx1, HxWx3 or HxWx4; got shape {array.shape}")
-    _check_size(array.shape[1], array.shape[0], max_pixels, max_side)
+    check_dimensions(array.shape[1], array.shape[0], max_pixels, max_side)
     if channels == 1:
         return cv2.cvtColor(array.reshape(array.shape[:2]), cv2.COLOR_GRAY2BGR)
     if channels == 4:
@@ -91,7 +81,7 @@ def _from_array(array: np.ndarray, rgb: bool, max_pixels: int, max_side: int) ->
 def _from_pil(img: Any, max_pixels: int, max_side: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    _check_size(img.width, img.height, max_pixels, max_side)
+    check_dimensions(img.width, img.height, max_pixels, max_side)
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         raise BadParameter(f"PIL images in mode {img.mode} are not 8-bit; convert them first, e.g. img.convert('L')")

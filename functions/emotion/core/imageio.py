@@ -140,6 +140,17 @@ def decode_cost(fmt: str, mode: str, width: int, height: int, jpeg: JpegInfo | N
     return max(native + _FORMAT_EXTRA_BYTES.get(fmt, 0) * pixels + output, 2 * output)
 
 
+def check_dimensions(width: int, height: int, max_pixels: int, max_side: int) -> None:
+    """The pixel and side limits, and the smallest size a face can be found in (typed errors)."""
+    if width * height > max_pixels or max(width, height) > max_side:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels "
+            f"and {max_side:,} px per side"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageTooSmall(f"image is {width}x{height}; faces need at least {MIN_SIDE} px per side")
+
+
 def decode_image(data: bytes, max_pixels: int, max_side: int = 20_000, max_decode_bytes: int | None = None,
                  jpeg_max_scans: int | None = None) -> np.ndarray:
     """Decode bytes to a BGR uint8 array, EXIF orientation applied.
@@ -170,13 +181,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int = 20_000, max_decod
             width, height = img.size  # header only: no pixels decoded yet
             if width < 1 or height < 1:
                 raise UndecodableImage(f"{fmt} header declares an empty image ({width}x{height})")
-            if width * height > max_pixels or max(width, height) > max_side:
-                raise ImageTooLarge(
-                    f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels "
-                    f"and {max_side:,} px per side"
-                )
-            if min(width, height) < MIN_SIDE:
-                raise ImageTooSmall(f"image is {width}x{height}; faces need at least {MIN_SIDE} px per side")
+            check_dimensions(width, height, max_pixels, max_side)
             jpeg = _check_jpeg(data, jpeg_max_scans) if fmt == "JPEG" else None
             cost = decode_cost(fmt, img.mode, width, height, jpeg)
             if cost > max_decode_bytes:
