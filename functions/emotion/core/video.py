@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -38,7 +39,7 @@ from emotion.core.engine import DetectOptions, Engine, default_options, get_engi
 from emotion.core.errors import BadParameter, EmotionError, UnsupportedVideo
 from emotion.core.identity import FaceEmbedder, get_embedder
 from emotion.core.imageio import sniff_format
-from emotion.core.results import Box, ModelsUsed
+from emotion.core.results import Box, EmotionLabel, ModelsUsed
 from emotion.core.tracking import Appearance, FaceTracker, Track, link_tracks
 from emotion.settings import get_settings
 
@@ -69,14 +70,14 @@ class TimelinePoint(BaseModel):
     frame: int = Field(description="index of the frame in the stream")
     box: Box
     confidence: float
-    emotions: dict[str, float]
-    dominant_emotion: str
+    emotions: dict[EmotionLabel, float]
+    dominant_emotion: EmotionLabel
 
 
 class EmotionSummary(BaseModel):
     samples: int = Field(description="timeline points summarised")
-    mean_emotions: dict[str, float] = Field(description="mean probability per emotion over the samples")
-    dominant_emotion: str | None = Field(description="emotion with the highest mean probability")
+    mean_emotions: dict[EmotionLabel, float] = Field(description="mean probability per emotion over the samples")
+    dominant_emotion: EmotionLabel | None = Field(description="emotion with the highest mean probability")
     dominant_share: float = Field(description="share of samples whose own dominant emotion is this one")
 
 
@@ -517,8 +518,8 @@ def _timeline(rows: np.ndarray, labels: list[str]) -> list[TimelinePoint]:
             t_ms=round(float(row[0]), 1), frame=int(row[1]),
             box=Box(x=max(0, x), y=max(0, y), width=max(0, w), height=max(0, h)),
             confidence=round(float(row[6]), 4),
-            emotions={label: round(p, 4) for label, p in emotions},
-            dominant_emotion=emotions[0][0],
+            emotions={cast(EmotionLabel, label): round(p, 4) for label, p in emotions},
+            dominant_emotion=cast(EmotionLabel, emotions[0][0]),
         ))
     return points
 
