@@ -50,6 +50,7 @@ BOMBS = {
     "rgba_png": lambda: _save(Image.new("RGBA", MP40, (0, 0, 0, 0)), "PNG", compress_level=9),
     "progressive_jpeg": lambda: _save(Image.new("RGB", MP40, (120, 90, 60)), "JPEG", progressive=True),
     "webp": lambda: _save(Image.new("RGB", MP40, (120, 90, 60)), "WEBP", lossless=True, method=0),
+    "heic": lambda: _save(Image.new("RGB", MP40, (120, 90, 60)), "HEIF", quality=10),  # pillow-heif (imageio)
 }
 
 _CHILD = r"""
