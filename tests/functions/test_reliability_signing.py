@@ -91,3 +91,18 @@ def test_32_concurrent_first_requests_over_http_on_a_fresh_data_dir(tmp_path: Pa
         fields["x-amz-signature"] = hmac.new(b"", fields["policy"].encode(), hashlib.sha256).hexdigest()
         refused = client.post("/v1/uploads", data=fields, files={"file": ("a.jpg", b"x" * 1000, "image/jpeg")})
         assert refused.status_code == 403
+
+
+def test_a_short_key_stops_emotion_serve_at_start(tmp_path: Path, model_dir: Path):
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / ".signing-key").write_text("")  # what the old race could leave behind
+    env = dict(os.environ, EMOTION_STORAGE="local", EMOTION_DATA_DIR=str(data_dir), EMOTION_MODEL_DIR=str(model_dir))
+    env.pop("EMOTION_API_KEY", None)
+    done = subprocess.run([sys.executable, "-c", "import sys; from emotion.cli import main; sys.exit(main())",
+                           "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "signing key" in done.stdout + done.stderr and "serving http" not in done.stdout

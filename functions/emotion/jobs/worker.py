@@ -120,6 +120,9 @@ async def embedded_worker() -> AsyncIterator[LocalWorker | None]:
     if get_settings().storage != "local":
         yield None
         return
+    from emotion.storage import get_storage
+
+    get_storage()  # now, not on the first request: an unreadable, empty or short signing key stops the start
     worker.start()
     try:
         yield worker
