@@ -243,3 +243,28 @@ def test_odd_sized_video_is_annotated_at_the_nearest_even_size(videos: Path, tmp
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (410, 230) and stream.codec_context.name == "h264"
         assert sum(1 for _ in container.decode(stream)) == result.video.frames_read == 5
+
+
+def test_tracks_that_overlap_everything_are_not_embedded(scenes: Path, model_dir: Path) -> None:
+    """Two people on screen together the whole time can never be linked to anyone: their faces pass the gate
+    (identified) but no embedding is spent on them."""
+    engine = get_engine()
+    a, b = _face_tiles(scenes)
+    calls: list[int] = []
+    embed = get_embedder().embed_aligned
+
+    def counted(crops: np.ndarray) -> np.ndarray:
+        calls.append(len(crops))
+        return embed(crops)
+
+    tracker = FaceTracker(appearance=Appearance(counted))
+    for step in range(5):
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        frame[80:280, 20:220], frame[80:280, 400:600] = a, b
+        faces = engine.detect(frame, default_options())
+        assert len(faces) == 2
+        tracker.update(step * 200.0, step, faces, engine.classifier.classify(frame, faces), frame)
+    tracks = tracker.finish()
+    assert len(tracks) == 2 and all(t.identified and t.embedding is None for t in tracks)
+    assert calls == []
+    assert len(link_tracks(tracks, 0.45)) == 2

@@ -84,8 +84,8 @@ class EmotionSummary(BaseModel):
 class VideoTrack(BaseModel):
     id: int
     person_id: int = Field(description="the person (``persons[].id``) this run of a face belongs to")
-    identified: bool = Field(description="an identity embedding was made from this track's faces; false when "
-                             "every face was too small, dark, blurred or turned to identify")
+    identified: bool = Field(description="some of this track's faces were good enough to identify; false when "
+                             "every face was too small, dark, blurred or turned, and then it is never linked")
     first_ms: float
     last_ms: float
     timeline: list[TimelinePoint] = Field(description="one point per processed frame the face was seen on, by time")
