@@ -21,6 +21,7 @@ two crossing people would swap ids. :func:`link_tracks` then groups the closed t
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import cv2
@@ -30,6 +31,7 @@ from emotion.core.align import square_crop
 from emotion.core.identity import FaceGate, identifiable, normalise
 
 Embed = Callable[[np.ndarray], np.ndarray]  # (N, 112, 112, 3) RGB uint8 -> (N, 128) unit vectors
+Submit = Callable[..., Future]  # ThreadPoolExecutor.submit
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,6 +68,7 @@ class Track:
     gallery: list[list] = field(default_factory=list)
     embedding: np.ndarray | None = None  # unit mean of the gallery's embeddings, set when the track closes
     identifiable: bool = False  # some face of it passed the gate (even when it needed no embedding, see finish)
+    embedding_job: Future | None = None  # the closing embedding, when it runs on a worker
     face: tuple[tuple[float, float], np.ndarray | bytes] | None = None  # (rank, crop; JPEG once closed)
     # When it last had an identifiable face (or passed an identity check). After a while without one (missed,
     # or matched to faces too poor to identify) the next face it is matched to is checked first: an occlusion
@@ -88,7 +91,7 @@ class Track:
     @property
     def identified(self) -> bool:
         """Its faces were good enough to identify it (if none were, it is never linked to anyone)."""
-        return self.identifiable or self.embedding is not None
+        return self.identifiable or self.embedding is not None or self.embedding_job is not None
 
 
 @dataclass
@@ -96,6 +99,9 @@ class Appearance:
     """What the tracker needs to use identity: an embedding function and which faces to embed."""
 
     embed: Embed
+    # Runs a closed track's embedding on a worker (the video's frame pool), so the thread that reads and tracks
+    # frames is not held up: it is on the critical path. None: embed in place.
+    submit: Submit | None = None
     gate: FaceGate = field(default_factory=FaceGate)
     per_track: int = 3  # faces embedded per track (the best ones by :meth:`FaceGate.geometry`)
     # An association at risk (see FaceTracker._veto) is vetoed below this cosine. Different people scored at
@@ -152,11 +158,27 @@ class Appearance:
         dropped, or confirmed and closed by ``finish``)."""
         if track.id and track.embedding is None and track.gallery:
             if embed:
-                track.embedding = self.reference(track)
+                crops = [entry[1] for entry in track.gallery if entry[2] is None]
+                done = [entry[2] for entry in track.gallery if entry[2] is not None]
+                if self.submit is not None and crops:
+                    track.embedding_job = self.submit(self._mean, crops, done)
+                else:
+                    track.embedding = self._mean(crops, done)
             track.gallery = []
         if track.face is not None and not isinstance(track.face[1], bytes):
             ok, jpeg = cv2.imencode(".jpg", track.face[1], [cv2.IMWRITE_JPEG_QUALITY, 85])
             track.face = (track.face[0], jpeg.tobytes()) if ok else None
+
+
+    def _mean(self, crops: list[np.ndarray], done: list[np.ndarray]) -> np.ndarray:
+        vectors = done + (list(self.embed(np.stack(crops))) if crops else [])
+        return normalise(np.mean(vectors, axis=0))
+
+    @staticmethod
+    def resolve(track: Track) -> None:
+        """Wait for the track's embedding if it runs on a worker."""
+        if track.embedding_job is not None:
+            track.embedding, track.embedding_job = track.embedding_job.result(), None
 
 
 def face_crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
@@ -373,6 +395,8 @@ class FaceTracker:
                 partner = any(other is not track and other.identified and not _overlap(
                     [(other.first_ms, other.last_ms)], [(track.first_ms, track.last_ms)]) for other in kept)
                 self.appearance.close(track, embed=partner)
+            for track in kept:
+                self.appearance.resolve(track)
         kept.sort(key=lambda t: t.id)
         return kept
 

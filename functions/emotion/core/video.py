@@ -245,7 +245,9 @@ class VideoAnalyzer:
         step_ms = None if opts.fps is None else 1000.0 / opts.fps
         frame_ms = 1000.0 / src_fps
 
-        appearance = Appearance(self.embedder.embed_aligned) if self.embedder is not None else None
+        appearance = None
+        if self.embedder is not None:
+            appearance = Appearance(self.embedder.embed_aligned, self._pool.submit if self._pool is not None else None)
         tracker = FaceTracker(opts.iou_threshold, opts.max_gap_ms, min_hits=opts.min_hits,
                               min_track_score=opts.min_track_score, appearance=appearance)
         shots = ShotChangeDetector()
