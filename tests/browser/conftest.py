@@ -45,7 +45,9 @@ def launch(playwright, profile: Path, extra_args: list[str] | None = None, **opt
     )
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running on the main thread while it is open,
+# which would break asyncio.run() in the tests collected after this folder.
+@pytest.fixture(scope="package")
 def playwright_instance():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: apt-get install chromium (make system-deps)")
@@ -55,7 +57,7 @@ def playwright_instance():
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context(playwright_instance, tmp_path_factory: pytest.TempPathFactory):
     """One Chromium for the page tests (each test opens its own page and sets its own viewport)."""
     context = launch(playwright_instance, tmp_path_factory.mktemp("chromium-profile"),
