@@ -174,7 +174,7 @@ def evaluate_classifier(
         else:
             upscaled += upscale_factor(*crop.shape[:2]) > 1
             faces = engine.analyze_array(engine_input(crop, pad), options).faces
-            emotions = faces[0].emotions if faces else {}  # the detector's most confident face
+            emotions = dict(faces[0].emotions) if faces else {}  # the detector's most confident face
         guess = max(emotions, key=emotions.__getitem__) if emotions else "no_face"
         truth.append(it.label)
         pred.append(guess)
