@@ -174,7 +174,8 @@ def evaluate_classifier(
         else:
             upscaled += upscale_factor(*crop.shape[:2]) > 1
             faces = engine.analyze_array(engine_input(crop, pad), options).faces
-            emotions = dict(faces[0].emotions) if faces else {}  # the detector's most confident face
+            # the detector's most confident face
+            emotions = {str(k): v for k, v in faces[0].emotions.items()} if faces else {}
         guess = max(emotions, key=emotions.__getitem__) if emotions else "no_face"
         truth.append(it.label)
         pred.append(guess)
