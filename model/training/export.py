@@ -128,18 +128,20 @@ def quantize_int8(fp32: str | Path, out: str | Path, calib: np.ndarray, md: dict
     set_metadata(out, {**md, "quantization": "int8 static QDQ, per-channel weights"})
 
 
-def bench(path: str | Path, batch_sizes: tuple[int, ...] = (1, 16), runs: int = 50) -> dict[str, float]:
-    """Median single-thread per-face latency (ms) for each batch size."""
+def bench(path: str | Path, batch_sizes: tuple[int, ...] = (1, 16), runs: int = 50,
+          item_shape: tuple[int, ...] = (1, INPUT_SIZE, INPUT_SIZE)) -> dict[str, float]:
+    """Median single-thread per-face latency (ms) for each batch size, on inputs of ``item_shape`` per face."""
     sess = session(path, threads=1)
+    name = sess.get_inputs()[0].name
     res = {}
     for b in batch_sizes:
-        x = np.random.default_rng(0).random((b, 1, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+        x = np.random.default_rng(0).random((b, *item_shape), dtype=np.float32)
         for _ in range(5):
-            sess.run(None, {INPUT_NAME: x})
+            sess.run(None, {name: x})
         ts = []
         for _ in range(runs):
             t = time.perf_counter()
-            sess.run(None, {INPUT_NAME: x})
+            sess.run(None, {name: x})
             ts.append(time.perf_counter() - t)
         res[f"batch{b}_ms_per_face"] = round(float(np.median(ts)) * 1000 / b, 3)
     return res

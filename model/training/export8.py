@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from emotion.core.manifest import load_manifest
 from emotion.core.model_files import verify_metadata
 from emotion.model.optimize import prelu_to_mul_max
 from emotion.model.training import VOCABULARY
+from emotion.model.training.export import bench, session
 from emotion.model.training.faces import load_faces, to_network
 from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, summarise
 
@@ -85,33 +85,9 @@ def export(net: EmotionNet8, out: Path, md: dict[str, str]) -> int:
     return rewritten
 
 
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def ort_logits(sess: ort.InferenceSession, images: np.ndarray, batch: int = 32) -> np.ndarray:
     return np.concatenate([sess.run(None, {INPUT: to_network(images[i : i + batch])})[0]
                            for i in range(0, len(images), batch)])
-
-
-def bench(path: Path, runs: int = 40) -> dict[str, float]:
-    """Median single-thread latency per face at batch 1 and 8 (the engine's chunk)."""
-    sess = session(path, 1)
-    res = {}
-    for b in (1, 8):
-        x = np.random.default_rng(0).uniform(-1, 1, (b, 3, 112, 112)).astype(np.float32)
-        for _ in range(5):
-            sess.run(None, {INPUT: x})
-        ts = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            sess.run(None, {INPUT: x})
-            ts.append(time.perf_counter() - t)
-        res[f"batch{b}_ms_per_face"] = round(float(np.median(ts)) * 1000 / b, 3)
-    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"onnxruntime disagrees with PyTorch: max |diff| {diff:.2e}")
         report[name] = summarise(got, ds["labels"])
     if a.bench:
-        report["latency"] = bench(out)
+        report["latency"] = bench(out, batch_sizes=(1, 8), item_shape=(3, 112, 112))  # 8: the engine's chunk
     text = json.dumps(report, indent=2)
     if a.report:
         Path(a.report).write_text(text + "\n")

@@ -23,16 +23,21 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`emotion serve --port 0` in a subprocess; yields the URL it prints once it is ready."""
-    env = dict(os.environ, EMOTION_DATA_DIR=str(tmp_path_factory.mktemp("emotion-data")), PYTHONUNBUFFERED="1")
+def serve_fresh(data_dir: Path, **settings: str) -> Iterator[str]:
+    """`emotion serve --port 0` in a subprocess on its own data dir (no API key, extra EMOTION_* settings);
+    yields the URL it prints once it is ready."""
+    env = dict(os.environ, EMOTION_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **settings)
     env.pop("EMOTION_API_KEY", None)
     try:
         with serve_in_subprocess(env) as (url, _proc):
             yield url
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from serve_fresh(tmp_path_factory.mktemp("emotion-data"))
 
 
 def launch(playwright, profile: Path, extra_args: list[str] | None = None, **options):

@@ -4,13 +4,12 @@ H.264 video playing inline, one card per person; the same for a result too large
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from emotion.api.server import serve_in_subprocess
+from tests.browser.conftest import serve_fresh
 
 pytestmark = pytest.mark.browser
 
@@ -20,14 +19,7 @@ CLIP = "fr_short_hamilton_clip.mp4"
 @pytest.fixture(scope="module")
 def small_inline_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server whose inline limit is 2 kB, so every video result goes by result_url."""
-    env = dict(os.environ, EMOTION_DATA_DIR=str(tmp_path_factory.mktemp("emotion-data-url")),
-               EMOTION_JOB_INLINE_RESULT_BYTES="2000", PYTHONUNBUFFERED="1")
-    env.pop("EMOTION_API_KEY", None)
-    try:
-        with serve_in_subprocess(env) as (url, _proc):
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    yield from serve_fresh(tmp_path_factory.mktemp("emotion-data-url"), EMOTION_JOB_INLINE_RESULT_BYTES="2000")
 
 
 def _run_job(page, server: str, clip: Path, fps: str = "5", classifier: str = "") -> tuple[dict, dict]:
