@@ -45,12 +45,7 @@ def test_docs_render_offline_under_a_strict_csp(server: str, browser_context, ar
     assert "dominant_emotion" in example.inner_text()
 
     # "Try it out" on /healthz reaches the server (no absolute /openapi.json or CDN URL is involved).
-    block = page.locator("#operations-health-healthz_healthz_get")
-    block.locator(".opblock-summary").click()
-    block.locator("button.try-out__btn").click()
-    block.locator("button.execute").click()
-    block.locator(".live-responses-table tr.response .response-col_status").first.wait_for(timeout=10_000)
-    assert block.locator(".live-responses-table tr.response .response-col_status").first.inner_text().strip() == "200"
+    block = _try_healthz(page)
     assert '"status": "ok"' in block.locator(".live-responses-table .microlight").first.inner_text()
 
     assert not blocked, blocked
@@ -76,15 +71,22 @@ def test_docs_work_behind_a_stage_prefix(server: str, browser_context) -> None:
     page.route("**/*", gateway)
     page.goto(server + "prod/docs")
     assert len(_operations(page)) == len(OPERATIONS)
+    _try_healthz(page)
+    assert not [u for u in seen if u.startswith("outside")], seen
+    assert server + "prod/healthz" in seen and server + "prod/openapi.json" in seen
+    page.close()
+
+
+def _try_healthz(page):
+    """Run "Try it out" on /healthz in Swagger UI; asserts a 200 and returns the operation's block."""
     block = page.locator("#operations-health-healthz_healthz_get")
     block.locator(".opblock-summary").click()
     block.locator("button.try-out__btn").click()
     block.locator("button.execute").click()
-    block.locator(".live-responses-table tr.response .response-col_status").first.wait_for(timeout=10_000)
-    assert block.locator(".live-responses-table tr.response .response-col_status").first.inner_text().strip() == "200"
-    assert not [u for u in seen if u.startswith("outside")], seen
-    assert server + "prod/healthz" in seen and server + "prod/openapi.json" in seen
-    page.close()
+    status = block.locator(".live-responses-table tr.response .response-col_status").first
+    status.wait_for(timeout=10_000)
+    assert status.inner_text().strip() == "200"
+    return block
 
 
 def test_docs_page_and_assets_headers(server: str) -> None:
