@@ -285,13 +285,13 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from emotion.model.training.train import main as train_main
+    from emotion.model.training.recipes import train_main
 
     return train_main(args.rest)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from emotion.model.training.export import main as export_main
+    from emotion.model.training.recipes import export_main
 
     return export_main(args.rest)
 

@@ -102,19 +102,17 @@ def check_agreement(net: torch.nn.Module, path: str | Path, n: int = 16, seed: i
     return {"max_abs_diff": diff, "argmax_agreement": same, "n": n}
 
 
-def quantize_int8(fp32: str | Path, out: str | Path, calib: np.ndarray, md: dict[str, str]) -> None:
-    """Static int8 (QDQ, per-channel weights) calibrated on ``calib`` uint8 faces."""
+def quantize_int8(fp32: str | Path, out: str | Path, feeds: list[dict[str, np.ndarray]], md: dict[str, str]) -> None:
+    """Static int8 (QDQ, per-channel weights, min-max activation ranges) calibrated on ``feeds``: network-ready
+    input batches, which should span every kind of face the model serves (grey and colour alike)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter(range(0, len(calib), 32))
+            self.it = iter(feeds)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            i = next(self.it, None)
-            if i is None:
-                return None
-            return {INPUT_NAME: calib[i : i + 32].astype(np.float32)[:, None] / 255.0}
+            return next(self.it, None)
 
     quantize_static(
         str(fp32),
@@ -125,7 +123,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calib: np.ndarray, md: dict
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
     )
-    set_metadata(out, {**md, "quantization": "int8 static QDQ, per-channel weights"})
+    set_metadata(out, {"quantization": "int8 static QDQ, per-channel weights", **md})
 
 
 def bench(path: str | Path, batch_sizes: tuple[int, ...] = (1, 16), runs: int = 50,
@@ -191,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         d = cfg.data
         train = load_set(expand_path(d.train_dir), d.train_format, d.label_mode, d.limit_train, d.cache_dir)
         idx = np.random.default_rng(cfg.seed).permutation(len(train))[: a.calib]
-        quantize_int8(a.out, a.int8, train.images[np.sort(idx)], md)
+        calib = train.images[np.sort(idx)].astype(np.float32)[:, None] / 255.0
+        quantize_int8(a.out, a.int8, [{INPUT_NAME: calib[i : i + 32]} for i in range(0, len(calib), 32)], md)
         report["int8"] = {"onnx": file_info(a.int8)}
         if val is not None:
             report["int8"]["val"] = _eval(a.int8, val)

@@ -27,7 +27,7 @@ from emotion.core.manifest import load_manifest
 from emotion.core.model_files import verify_metadata
 from emotion.model.optimize import prelu_to_mul_max
 from emotion.model.training import VOCABULARY
-from emotion.model.training.export import bench, session
+from emotion.model.training.export import bench, quantize_int8, session
 from emotion.model.training.faces import load_faces, to_network
 from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, summarise
 
@@ -90,6 +90,31 @@ def ort_logits(sess: ort.InferenceSession, images: np.ndarray, batch: int = 32) 
                            for i in range(0, len(images), batch)])
 
 
+def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set: int, seed: int,
+                with_bench: bool) -> dict[str, Any]:
+    """Quantize ``fp32`` (:func:`~emotion.model.training.export.quantize_int8`) on ``per_set`` FER+ and ``per_set``
+    SFEW training faces: calibrating on grey FER+ faces alone cost 2.2 points on the colour film stills."""
+    rng = np.random.default_rng(seed)
+    calib = []
+    for name in ("ferplus_train", "sfew_train"):
+        images = load_faces(faces / f"{name}.npz")["images"]
+        calib.append(images[np.sort(rng.choice(len(images), min(per_set, len(images)), replace=False))])
+    images = np.concatenate(calib)
+    quantize_int8(fp32, out, [{INPUT: to_network(images[i : i + 32])} for i in range(0, len(images), 32)],
+                  {**md, "quantization": "int8 static QDQ, per-channel weights, calibrated on FER+ and SFEW faces"})
+    sess = session(out, 2)
+    verify_metadata(dict(sess.get_modelmeta().custom_metadata_map), VOCABULARY, PREPROCESSING, OUTPUT)
+    report: dict[str, Any] = {"onnx": {"file": str(out), "size": out.stat().st_size,
+                                       "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}}
+    for name in ("sfew_val", "ferplus_holdout", "ferplus_publictest"):
+        if (faces / f"{name}.npz").exists():
+            ds = load_faces(faces / f"{name}.npz")
+            report[name] = summarise(ort_logits(sess, ds["images"]), ds["labels"])
+    if with_bench:
+        report["latency"] = bench(out, batch_sizes=(1, 8), item_shape=(3, 112, 112))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="export8", description="Export the fine-tuned 8-class MobileFaceNet.")
     ap.add_argument("--checkpoint", default=".cache/train/mobilefacenet8/final.pt")
@@ -97,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="mobilefacenet8")
     ap.add_argument("--version", default="mobilefacenet8-ferplus-sfew-v1")
     ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--int8", metavar="PATH", help="also write a static int8 graph here, calibrated on training "
+                    "faces of both sets, and report its accuracy against the fp32 graph's")
+    ap.add_argument("--calib", type=int, default=256, help="calibration faces from each training set (int8)")
     ap.add_argument("--report")
     a = ap.parse_args(argv)
 
@@ -138,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = summarise(got, ds["labels"])
     if a.bench:
         report["latency"] = bench(out, batch_sizes=(1, 8), item_shape=(3, 112, 112))  # 8: the engine's chunk
+    if a.int8:
+        report["int8"] = export_int8(out, Path(a.int8), faces, md, a.calib, cfg.seed, a.bench)
+        sets = [name for name in ("sfew_val", "ferplus_holdout", "ferplus_publictest") if name in report]
+        report["int8"]["accuracy_cost_points"] = {
+            name: round(100 * (report[name]["accuracy"] - report["int8"][name]["accuracy"]), 2) for name in sets}
     text = json.dumps(report, indent=2)
     if a.report:
         Path(a.report).write_text(text + "\n")

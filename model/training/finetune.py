@@ -33,7 +33,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Literal  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -44,9 +44,10 @@ from torch import nn  # noqa: E402
 
 from emotion.model.training import VOCABULARY  # noqa: E402
 from emotion.model.training.data import expand_path  # noqa: E402
-from emotion.model.training.faces import load_faces  # noqa: E402
+from emotion.model.training.faces import build_all, load_faces  # noqa: E402
 from emotion.model.training.mobilefacenet import UPSTREAM_LABELS, DequantisedMobileFaceNet  # noqa: E402
 
+FACE_SETS = ("ferplus_train", "sfew_train", "ferplus_holdout", "sfew_val")
 # Student columns that correspond to the teacher's 7 outputs, in the teacher's order.
 SHARED_COLUMNS = [VOCABULARY.index(label) for label in UPSTREAM_LABELS]
 
@@ -78,6 +79,14 @@ class FinetuneConfig(BaseModel):
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     label_smoothing: float = 0.0
+    # Stage 2 (``mobilefacenet8_v2.json``): start from an earlier run's final.pt, distil less on FER+ crops (where
+    # the RAF-DB teacher is weaker than FER+'s own votes), smooth SFEW's one-hot labels (a few hundred film
+    # stills seen many times make the net over-confident on film), and fit the temperature with every
+    # validation set weighted alike rather than by its size.
+    init_from: str | None = None
+    sfew_distill_weight: float | None = None  # None: distill_weight
+    sfew_label_smoothing: float = 0.0
+    temperature_fit: Literal["pooled", "mean_of_sets"] = "pooled"
     # augmentation probabilities / ranges
     p_grey: float = 0.2  # colour -> grey
     p_tint: float = 0.5  # grey -> colour (per-channel gains)
@@ -225,18 +234,24 @@ def normalise(x01: torch.Tensor) -> torch.Tensor:
 # --- losses, evaluation, calibration --------------------------------------------------------------------------
 
 
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, cfg: FinetuneConfig) -> torch.Tensor:
-    """Soft cross-entropy on the targets + LwF distillation on the 7 classes the teacher knows."""
-    t = targets
-    if cfg.label_smoothing > 0:
-        t = t * (1 - cfg.label_smoothing) + cfg.label_smoothing / t.shape[1]
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, cfg: FinetuneConfig,
+            is_sfew: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft cross-entropy on the targets + LwF distillation on the 7 classes the teacher knows.
+
+    ``is_sfew`` (bool [N]) marks the SFEW rows, which get their own label smoothing and distillation weight."""
+    if is_sfew is None:
+        is_sfew = torch.zeros(len(logits), dtype=torch.bool)
+    smooth = torch.where(is_sfew, cfg.sfew_label_smoothing, cfg.label_smoothing).unsqueeze(1)
+    t = targets * (1 - smooth) + smooth / targets.shape[1]
     ce = -(t * F.log_softmax(logits, 1)).sum(1).mean()
-    if cfg.distill_weight <= 0:
+    sfew_w = cfg.distill_weight if cfg.sfew_distill_weight is None else cfg.sfew_distill_weight
+    weight = torch.where(is_sfew, sfew_w, cfg.distill_weight)
+    if float(weight.max()) <= 0:
         return ce
     temp = cfg.distill_temperature
     kd = F.kl_div(F.log_softmax(logits[:, SHARED_COLUMNS] / temp, 1), F.log_softmax(teacher / temp, 1),
-                  log_target=True, reduction="batchmean") * temp * temp
-    return ce + cfg.distill_weight * kd
+                  log_target=True, reduction="none").sum(1) * temp * temp
+    return ce + (weight * kd).mean()
 
 
 @torch.no_grad()
@@ -263,13 +278,18 @@ def summarise(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) 
     }
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises NLL on labelled rows (golden-section search on log T in [-2, 2])."""
-    keep = labels >= 0
-    z, y = torch.from_numpy(logits[keep]).double(), torch.from_numpy(labels[keep])
+def fit_temperature(logits: np.ndarray | list[np.ndarray], labels: np.ndarray | list[np.ndarray]) -> float:
+    """The temperature that minimises NLL on labelled rows (golden-section search on log T in [-2, 2]).
+
+    Given lists (one entry per validation set), it minimises the mean of the sets' NLLs: each set counts alike."""
+    if isinstance(logits, list) and isinstance(labels, list):
+        sets = list(zip(logits, labels, strict=True))
+    else:
+        sets = [(np.asarray(logits), np.asarray(labels))]
+    tensors = [(torch.from_numpy(z[y >= 0]).double(), torch.from_numpy(y[y >= 0])) for z, y in sets]
 
     def nll(log_t: float) -> float:
-        return float(F.cross_entropy(z / math.exp(log_t), y))
+        return float(np.mean([float(F.cross_entropy(z / math.exp(log_t), y)) for z, y in tensors]))
 
     lo, hi = -2.0, 2.0
     g = (math.sqrt(5) - 1) / 2
@@ -321,11 +341,21 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "results.jsonl"
     faces = Path(cfg.faces_dir)
+    missing = [n for n in FACE_SETS if not (faces / f"{n}.npz").exists()]
+    if missing:  # first run: align every face once (minutes), as serving would
+        build_all(faces, missing)
     fer, sfew = load_faces(faces / "ferplus_train.npz"), load_faces(faces / "sfew_train.npz")
     val_sets = {name: load_faces(faces / f"{name}.npz") for name in ("ferplus_holdout", "sfew_val")}
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    if cfg.init_from:
+        if not expand_path(cfg.init_from).is_file():
+            raise SystemExit(f"init_from {cfg.init_from} does not exist: train the run it names first "
+                             "(emotion train model/configs/mobilefacenet8.json)")
+        init = torch.load(expand_path(cfg.init_from), map_location="cpu", weights_only=False)
+        model.load_state_dict(init["state_dict"])
+        model.temperature.fill_(1.0)  # calibrated afresh at the end
     ema = Ema(model, cfg.ema_decay)
     head = list(model.head.parameters())
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
@@ -369,6 +399,7 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         i_s = rng.integers(0, len(sfew["images"]), n_sfew)
         imgs = np.concatenate([fer["images"][i_f], sfew["images"][i_s]])
         targets = torch.from_numpy(np.concatenate([fer["targets"][i_f], sfew["targets"][i_s]]))
+        is_sfew = torch.arange(len(imgs)) >= len(i_f)
         teacher = torch.from_numpy(np.concatenate([fer["teacher"][i_f], sfew["teacher"][i_s]]))
         x = normalise(augment(to_input(jpeg_and_resolution(imgs, cfg, rng)), cfg, gen))
         progress = max(step / cfg.max_steps, elapsed / budget)
@@ -376,7 +407,7 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         model.train()
-        loss = loss_fn(model.logits(x), targets, teacher, cfg)
+        loss = loss_fn(model.logits(x), targets, teacher, cfg, is_sfew)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -403,9 +434,11 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
 
     final_model = ema.model
     val_logits = {name: predict_logits(final_model, ds["images"]) for name, ds in val_sets.items()}
-    all_logits = np.concatenate(list(val_logits.values()))
-    all_labels = np.concatenate([ds["labels"] for ds in val_sets.values()])
-    temperature = fit_temperature(all_logits, all_labels)
+    if cfg.temperature_fit == "mean_of_sets":
+        temperature = fit_temperature(list(val_logits.values()), [ds["labels"] for ds in val_sets.values()])
+    else:
+        temperature = fit_temperature(np.concatenate(list(val_logits.values())),
+                                      np.concatenate([ds["labels"] for ds in val_sets.values()]))
     final_model.temperature.fill_(temperature)
     final = {"event": "final", "step": step, "elapsed_min": round(elapsed / 60, 2), "temperature": temperature,
              "stop_reason": "max_steps" if step >= cfg.max_steps else "time_budget"}

@@ -119,3 +119,86 @@ def test_two_steps_resume_and_export(shared_dir: Path, faces_dir: Path, tmp_path
     assert float(md["temperature"]) == pytest.approx(second["temperature"], rel=1e-3)
     logits = sess.run(None, {"data": np.zeros((3, 3, 112, 112), np.float32)})[0]
     assert logits.shape == (3, 8)
+
+
+def test_sfew_rows_get_their_own_smoothing_and_distillation_weight() -> None:
+    import torch.nn.functional as F
+
+    from emotion.model.training.finetune import loss_fn
+
+    gen = torch.Generator().manual_seed(0)
+    logits, teacher = torch.randn(4, 8, generator=gen), torch.randn(4, 7, generator=gen)
+    targets = torch.eye(8)[torch.tensor([0, 1, 2, 3])]
+    is_sfew = torch.tensor([False, False, True, True])
+    cfg = FinetuneConfig(distill_weight=0.1, sfew_distill_weight=0.5, sfew_label_smoothing=0.3)
+    smoothed = torch.where(is_sfew.unsqueeze(1), targets * 0.7 + 0.3 / 8, targets)
+    ce = -(smoothed * F.log_softmax(logits, 1)).sum(1)
+    kd = F.kl_div(F.log_softmax(logits[:, SHARED_COLUMNS] / 2, 1), F.log_softmax(teacher / 2, 1),
+                  log_target=True, reduction="none").sum(1) * 4
+    expected = ce.mean() + (torch.tensor([0.1, 0.1, 0.5, 0.5]) * kd).mean()
+    assert float(loss_fn(logits, targets, teacher, cfg, is_sfew)) == pytest.approx(float(expected), rel=1e-5)
+    plain = FinetuneConfig(distill_weight=0.1)  # no SFEW options: every row alike
+    assert float(loss_fn(logits, targets, teacher, plain, is_sfew)) == pytest.approx(
+        float(loss_fn(logits, targets, teacher, plain)), rel=1e-6)
+
+
+def test_mean_of_sets_temperature_weighs_a_small_set_like_a_large_one() -> None:
+    rng = np.random.default_rng(2)
+
+    def sample(n: int, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        logits = rng.normal(0, 3, (n, 8))
+        p = np.exp(logits / temperature)
+        p /= p.sum(1, keepdims=True)
+        return logits, np.array([rng.choice(8, p=row) for row in p])
+
+    big, small = sample(4000, 1.0), sample(400, 3.0)
+    pooled = fit_temperature(np.concatenate([big[0], small[0]]), np.concatenate([big[1], small[1]]))
+    balanced = fit_temperature([big[0], small[0]], [big[1], small[1]])
+    assert pooled < 1.4 < balanced < 2.5  # the large set dominates the pooled fit, not the balanced one
+
+
+def test_config_kind_picks_the_recipe() -> None:
+    from emotion.model.training.recipes import is_finetune_config
+
+    root = Path(__file__).resolve().parents[2] / "model" / "configs"
+    assert is_finetune_config(root / "mobilefacenet8.json") and is_finetune_config(root / "mobilefacenet8_v2.json")
+    assert not is_finetune_config(root / "ferplus.json")
+
+
+def test_stage_two_starts_from_stage_one_and_exports_int8(shared_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
+    """``emotion train`` on a stage-2 config (init_from) and ``emotion export --int8``, through the CLI."""
+    import onnx
+    import onnxruntime as ort
+
+    from emotion.cli import main as cli
+
+    base = {"source_onnx": str(shared_dir / "models" / SOURCE), "faces_dir": str(faces_dir), "batch_size": 4,
+            "eval_every": 1, "warmup_steps": 1}
+    stage1 = tmp_path / "stage1.json"
+    stage1.write_text(json.dumps({**base, "out_dir": str(tmp_path / "s1"), "max_steps": 1}))
+    assert cli(["train", str(stage1)]) == 0
+    stage2 = tmp_path / "stage2.json"
+    stage2.write_text(json.dumps({**base, "out_dir": str(tmp_path / "s2"), "max_steps": 0, "distill_weight": 0.1,
+                                  "init_from": str(tmp_path / "s1" / "final.pt"), "sfew_distill_weight": 0.5,
+                                  "sfew_label_smoothing": 0.3, "temperature_fit": "mean_of_sets"}))
+    assert cli(["train", str(stage2)]) == 0
+    first = torch.load(tmp_path / "s1" / "final.pt", weights_only=False)["state_dict"]
+    second = torch.load(tmp_path / "s2" / "final.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(first[k], second[k]) for k in first if k != "temperature")  # no step: stage 1's weights
+
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({**base, "out_dir": str(tmp_path / "s3"), "init_from": str(tmp_path / "nope.pt")}))
+    with pytest.raises(SystemExit, match="does not exist"):
+        cli(["train", str(missing)])
+
+    out, out8 = tmp_path / "m8.onnx", tmp_path / "m8_int8.onnx"
+    assert cli(["export", "--checkpoint", str(tmp_path / "s2" / "final.pt"), "--out", str(out), "--int8", str(out8),
+                "--calib", "4", "--report", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["int8"]["accuracy_cost_points"]) >= {"sfew_val", "ferplus_holdout"}
+    sess = ort.InferenceSession(str(out8), providers=["CPUExecutionProvider"])
+    md = dict(sess.get_modelmeta().custom_metadata_map)
+    assert "FER+ and SFEW" in md["quantization"] and json.loads(md["labels"]) == list(VOCABULARY)
+    assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(out8)).graph.node)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
+    assert sess.run(None, {"data": x})[0].shape == (2, 8)
