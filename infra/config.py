@@ -66,7 +66,7 @@ class Config:
     trigger_ephemeral_storage_mb: int = 2048
     trigger_retry_attempts: int = 2
     log_retention_days: int = 30
-    classifier: str = "mobilefacenet"
+    classifier: str | None = None  # none: the package manifest's default_classifier (model/manifest.json)
     max_upload_bytes: int = 500_000_000
     upload_expires_s: int = 900
     video_fps: float = 5.0

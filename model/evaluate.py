@@ -89,6 +89,21 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
+def ece_if_calibrated(confidence: np.ndarray, observed: float, draws: int = 1000, seed: int = 0) -> dict:
+    """What ECE a perfectly calibrated model with these confidences would show on this many crops.
+
+    Each draw marks a crop correct with probability equal to its confidence. On a few hundred crops even a
+    perfect model shows an ECE of several points, so an ECE is only evidence of miscalibration where it is
+    rare among the draws: ``p_value`` is the share of draws at or above the observed ECE."""
+    if len(confidence) == 0:
+        return {"median": 0.0, "p95": 0.0, "p_value": 1.0, "draws": 0}
+    rng = np.random.default_rng(seed)
+    null = np.array([expected_calibration_error(confidence, (rng.random(len(confidence)) < confidence).astype(float))
+                     for _ in range(draws)])
+    return {"median": round(float(np.median(null)), 4), "p95": round(float(np.percentile(null, 95)), 4),
+            "p_value": round(float((null >= observed - 1e-12).mean()), 4), "draws": draws}
+
+
 def classification_report(truth: list[str], pred: list[str], labels: list[str]) -> dict:
     """n, accuracy, macro recall and macro F1 over the true classes, per-class recall/precision, confusion.
 
@@ -185,12 +200,14 @@ def evaluate_classifier(
             correct.append(guess == it.label)
     labels = [c for c in EMOTIONS if c in model.labels or c in truth]
     report = classification_report(truth, pred, labels)
+    ece = expected_calibration_error(np.array(confidence), np.array(correct, dtype=float))
     report.update(
         classifier=model.name,
         mode="whole crop, no detection" if align == "never" else (f"in a frame (pad {pad:g})" if pad else "as sent"),
         no_face=pred.count("no_face"),
-        ece=round(expected_calibration_error(np.array(confidence), np.array(correct, dtype=float)), 4),
+        ece=round(ece, 4),
         ece_note=f"{ECE_BINS} equal-width bins of the top probability, over the crops with a face",
+        ece_if_calibrated=ece_if_calibrated(np.array(confidence), ece),
         upscaled=upscaled,
         upscale_rule=UPSCALE_RULE,
         labels_missing_from_classifier={

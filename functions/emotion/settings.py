@@ -21,6 +21,12 @@ def _default_model_dir() -> Path:
     return user_cache_path("emotion-service", appauthor=False) / "models"
 
 
+def _default_classifier() -> str:
+    from emotion.core.manifest import load_manifest
+
+    return load_manifest().default_classifier
+
+
 class Settings(BaseSettings):
     """Every tunable of the service; read from EMOTION_* environment variables."""
 
@@ -28,7 +34,7 @@ class Settings(BaseSettings):
 
     # Models
     model_dir: Path = Field(default_factory=_default_model_dir)
-    classifier: str = "mobilefacenet"
+    classifier: str = Field(default_factory=lambda: _default_classifier())  # the manifest's default_classifier
     providers: str = "CPUExecutionProvider"  # comma list; requested ∩ available, CPU last resort
     intra_op_threads: int = 0  # 0 = onnxruntime default (all cores)
 

@@ -39,12 +39,11 @@ GPU_DOCKERFILE = "layers/gpu.Dockerfile"
 
 def service_environment(config: Config, storage: Storage, service: str) -> dict[str, str]:
     """EMOTION_* settings shared by every function and job (names match functions/emotion/settings.py)."""
-    return {
+    env = {
         "EMOTION_STORAGE": "s3",
         "EMOTION_INPUTS_BUCKET": storage.inputs.bucket_name,
         "EMOTION_RESULTS_BUCKET": storage.results.bucket_name,
         "EMOTION_MODEL_DIR": IMAGE_MODEL_DIR,
-        "EMOTION_CLASSIFIER": config.classifier,
         "EMOTION_MAX_UPLOAD_BYTES": str(config.max_upload_bytes),
         "EMOTION_UPLOAD_EXPIRES_S": str(config.upload_expires_s),
         "EMOTION_VIDEO_FPS": str(config.video_fps),
@@ -55,6 +54,9 @@ def service_environment(config: Config, storage: Storage, service: str) -> dict[
         "POWERTOOLS_SERVICE_NAME": service,
         "LOG_LEVEL": config.log_level,
     }
+    if config.classifier:  # else the image's own default (the package manifest's default_classifier)
+        env["EMOTION_CLASSIFIER"] = config.classifier
+    return env
 
 
 def job_grants(storage: Storage) -> list[tuple[s3.IBucket, str]]:

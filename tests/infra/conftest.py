@@ -46,6 +46,7 @@ OVERRIDES: dict[str, Any] = {
     "video_job_timeout_s": 1800,
     "video_job_retry_attempts": 3,
     "alarm_email": "ops@example.com",
+    "classifier": "ferplus",
 }
 
 

@@ -107,6 +107,11 @@ def test_images_fetch_and_verify_models_at_build_time(dockerfile: Path) -> None:
     assert "EMOTION_MODEL_DIR=/opt/models" in env
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert "emotion models fetch" in runs and "verify_models.py" in runs
+    # Without a models/ folder in the context, the named fetch must cover what verify_models.py checks.
+    manifest = json.loads((REPO / "model" / "manifest.json").read_text())
+    named = set(re.search(r"emotion models fetch ((?:[a-z0-9_]+ ?)+);", runs).group(1).split())
+    needed = {manifest["default_detector"], manifest["default_classifier"]}
+    assert needed | {m["name"] for m in manifest["models"] if m["role"] == "identity"} <= named
     # Every COPY source exists in the build context (the repo root) and survives .dockerignore's allow-list.
     allowed = {line[1:].strip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] == "!"}
     for keyword, rest in instructions:

@@ -210,6 +210,15 @@ def test_container_functions_from_context(
     assert env["EMOTION_MODEL_DIR"] == "/opt/models"
     assert _ref_ids(env["EMOTION_INPUTS_BUCKET"]) == {_bucket_ids(synth)["inputs"]}
     assert _ref_ids(env["EMOTION_RESULTS_BUCKET"]) == {_bucket_ids(synth)["results"]}
+    assert env["EMOTION_CLASSIFIER"] == OVERRIDES["classifier"]
+
+
+def test_classifier_unset_leaves_the_images_default(synth_cpu_only: Synth) -> None:
+    """No ``classifier`` in the context: no EMOTION_CLASSIFIER, so the image's manifest default applies."""
+    functions = synth_cpu_only.resources("AWS::Lambda::Function")
+    assert functions
+    for logical_id, fn in functions.items():
+        assert "EMOTION_CLASSIFIER" not in fn["Properties"].get("Environment", {}).get("Variables", {}), logical_id
 
 
 def test_every_log_group_has_retention(synth: Synth) -> None:

@@ -86,12 +86,28 @@ def test_ece_of_known_cases() -> None:
     assert ece == pytest.approx(0.5 * 0.05 + 0.5 * 0.35)
 
 
+def test_ece_floor_of_a_calibrated_model_shrinks_with_the_set_and_flags_overconfidence() -> None:
+    from emotion.model.evaluate import ece_if_calibrated
+
+    rng = np.random.default_rng(3)
+    small, large = rng.uniform(0.3, 1.0, 183), rng.uniform(0.3, 1.0, 3000)
+    floor_small = ece_if_calibrated(small, 0.0, draws=300)
+    floor_large = ece_if_calibrated(large, 0.0, draws=300)
+    assert floor_small["median"] > 0.04 > floor_large["median"] > 0.0  # a perfect model is not at 0 on 183 crops
+    honest = (rng.random(len(small)) < small).astype(float)
+    assert ece_if_calibrated(small, expected_calibration_error(small, honest), draws=300)["p_value"] > 0.01
+    overconfident = np.minimum(small + 0.3, 1.0)  # the same answers, claimed 0.3 surer
+    seen = expected_calibration_error(overconfident, honest)
+    assert ece_if_calibrated(overconfident, seen, draws=300)["p_value"] < 0.01
+
+
 def test_as_sent_and_in_a_frame_with_no_face_and_groups(model_dir: Path, film_folder: Path) -> None:
     kwargs = {"classifier": "mobilefacenet", "labels_csv": film_folder / "labels.csv", "group_by": "clip"}
     sent = evaluate_classifier(film_folder, **kwargs)
     framed = evaluate_classifier(film_folder, pad=0.5, **kwargs)
     for report in (sent, framed):
         assert report["n"] == 13 and report["upscaled"] == 0
+        assert 0.0 <= report["ece_if_calibrated"]["median"] <= report["ece_if_calibrated"]["p95"] <= 1.0
         assert report["no_face"] >= 1  # the background patch
         assert report["confusion"]["happiness"].get("no_face", 0) >= 1
         right = sum(row.get(label, 0) for label, row in report["confusion"].items())
