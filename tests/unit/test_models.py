@@ -64,13 +64,28 @@ def test_no_faces_classifies_nothing(model_dir):
     engine = get_engine()
     blank = np.full((200, 300, 3), 127, np.uint8)
     assert len(engine.detector.detect(blank)) == 0
-    assert engine.classifier.classify(blank, np.zeros((0, 15), np.float32)).shape == (0, 7)
+    assert engine.classifier.classify(blank, np.zeros((0, 15), np.float32)).shape == (0, len(engine.classifier.labels))
 
 
 def test_engines_are_kept_per_classifier_and_thread_count() -> None:
     from emotion.settings import get_settings
 
     default = get_settings().intra_op_threads
-    assert get_engine() is get_engine(threads=default) is get_engine("mobilefacenet", threads=default)
+    assert get_engine() is get_engine(threads=default) is get_engine(get_settings().classifier, threads=default)
     single = get_engine(threads=1 if default != 1 else 2)  # the video pipeline's single-threaded sessions
     assert single is not get_engine() and single is get_engine(threads=1 if default != 1 else 2)
+
+
+def test_the_default_classifier_is_the_manifests_and_the_others_stay_selectable(model_dir, two_people, monkeypatch):
+    from emotion.settings import Settings
+
+    manifest = load_manifest()
+    assert Settings().classifier == manifest.default_classifier == "mobilefacenet8"
+    monkeypatch.setenv("EMOTION_CLASSIFIER", "ferplus")
+    assert Settings().classifier == "ferplus"
+    default = get_engine()
+    assert list(default.classifier.labels) == list(EMOTIONS)  # all 8, contempt included
+    faces = default.detector.detect(two_people)
+    for name in manifest.names("classifier"):
+        probs = get_engine(name).classifier.classify(two_people, faces)
+        assert probs.shape == (2, len(manifest.get(name).labels)) and np.allclose(probs.sum(1), 1.0, atol=1e-5)

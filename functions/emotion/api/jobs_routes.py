@@ -46,7 +46,7 @@ class JobRequest(BaseModel):
     content_type: str = Field(min_length=1, max_length=100, examples=["video/mp4"])
     size: int = Field(ge=1, description="bytes the client will upload", examples=[1_234_567])
     classifier: str | None = Field(None, max_length=64, description="emotion classifier (default: the server's)",
-                                   examples=["mobilefacenet"])
+                                   examples=["mobilefacenet8"])
     fps: float | Literal["all"] | None = Field(None, description="video frames analysed per second, or 'all' "
                                                "(default: the server's video_fps)", examples=[5])
 

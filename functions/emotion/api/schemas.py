@@ -40,7 +40,7 @@ class Limits(BaseModel):
 
 class ModelsResponse(BaseModel):
     detector: str = Field(description="name of the detector in use", examples=["yunet"])
-    classifier: str = Field(description="name of the default classifier", examples=["mobilefacenet"])
+    classifier: str = Field(description="name of the default classifier", examples=["mobilefacenet8"])
     models: list[ModelInfo]
     limits: Limits
 

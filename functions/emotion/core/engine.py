@@ -164,7 +164,7 @@ def engines_loaded() -> int:
 
 @lru_cache(maxsize=4)
 def _engine_for(name: str, threads: int, providers_text: str, model_dir: Path, score_floor: float) -> Engine:
-    """Keyed by the resolved values, so get_engine() and get_engine("mobilefacenet") share one engine."""
+    """Keyed by the resolved values, so get_engine() and get_engine("mobilefacenet8") share one engine."""
     settings = get_settings()
     manifest = load_manifest()
     if name not in classifier_names():
@@ -174,7 +174,7 @@ def _engine_for(name: str, threads: int, providers_text: str, model_dir: Path, s
     det_spec = manifest.get(manifest.default_detector)
     detector = load_detector(score_floor, settings.nms_threshold, providers, threads, model_dir)
     spec = manifest.get(name)
-    session = create_session(runnable_model_path(spec, model_dir), providers, threads)
+    session = create_session(runnable_model_path(spec, model_dir), providers, threads, spec.qdq_graph)
     check_metadata(spec, session.get_modelmeta().custom_metadata_map)
     log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
     return Engine(detector, det_spec.version, classifier_for(spec, session))

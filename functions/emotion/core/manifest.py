@@ -47,6 +47,9 @@ class ModelSpec(BaseModel):
     derive: str | None = None
     # Shipped inside the project (e.g. our own trained model) rather than fetched from a URL.
     bundled: bool = False
+    # An int8 graph in QDQ form: onnxruntime must fuse its QuantizeLinear/DequantizeLinear pairs into integer
+    # kernels when loading it, or every conv runs in float between them (2x slower).
+    qdq_graph: bool = False
 
 
 class Manifest(BaseModel):

@@ -28,8 +28,10 @@ def resolve_providers(requested: str | list[str]) -> list[str]:
     return chosen
 
 
-def create_session(model: Path | bytes, providers: list[str], threads: int = 0) -> ort.InferenceSession:
-    """One inference session; ``threads`` = 0 lets onnxruntime use every core."""
+def create_session(model: Path | bytes, providers: list[str], threads: int = 0,
+                   qdq_graph: bool = False) -> ort.InferenceSession:
+    """One inference session; ``threads`` = 0 lets onnxruntime use every core. ``qdq_graph``: the model is an int8
+    graph in QDQ form (manifest ``qdq_graph``), whose Q/DQ pairs must be fused at load time."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
@@ -40,8 +42,9 @@ def create_session(model: Path | bytes, providers: list[str], threads: int = 0) 
     options.enable_mem_pattern = False
     options.log_severity_level = 3
     # Keeps onnxruntime from duplicating DequantizeLinear in front of the int8 MobileFaceNet's rewritten
-    # PRelus (model/optimize.py): about 8% faster there, outputs unchanged; no effect on float graphs.
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    # PRelus (model/optimize.py): about 8% faster there, outputs unchanged; no effect on float graphs. A QDQ
+    # graph needs that pass: it is what turns its Q/DQ pairs into integer kernels.
+    options.add_session_config_entry("session.disable_quant_qdq", "0" if qdq_graph else "1")
     # Spinning worker threads held both cores between calls and delayed the web server's event loop
     # (engine 27-30 ms without spinning vs 57-79 ms with it, measured through `emotion serve`).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
