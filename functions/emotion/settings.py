@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     # Models
     model_dir: Path = Field(default_factory=_default_model_dir)
-    classifier: str = Field(default_factory=lambda: _default_classifier())  # the manifest's default_classifier
+    classifier: str = Field(default_factory=_default_classifier)  # the manifest's default_classifier
     providers: str = "CPUExecutionProvider"  # comma list; requested ∩ available, CPU last resort
     intra_op_threads: int = 0  # 0 = onnxruntime default (all cores)
 
