@@ -157,6 +157,14 @@ def file_info(path: str | Path) -> dict[str, Any]:
     return {"file": str(path), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def write_report(report: dict[str, Any], path: str | None) -> None:
+    """The JSON report on stdout, and in ``path`` too when given."""
+    text = json.dumps(report, indent=2)
+    if path:
+        Path(path).write_text(text + "\n")
+    print(text)
+
+
 def _eval(path: str | Path, val: FaceSet) -> dict[str, Any]:
     ev = metrics(ort_probs(session(path, threads=2), val.images), val)
     return {k: ev[k] for k in ("accuracy", "n", "mean_recall", "per_class_recall", "confusion")}
@@ -203,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             report["int8"]["accuracy_cost"] = report["val"]["accuracy"] - report["int8"]["val"]["accuracy"]
         if a.bench:
             report["int8"]["latency"] = bench(a.int8)
-    text = json.dumps(report, indent=2)
-    if a.report:
-        Path(a.report).write_text(text + "\n")
-    print(text)
+    write_report(report, a.report)
     return 0
 
 

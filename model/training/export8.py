@@ -12,7 +12,6 @@ single-thread latency per face, file size and sha256.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ from emotion.core.manifest import load_manifest
 from emotion.core.model_files import verify_metadata
 from emotion.model.optimize import prelu_to_mul_max
 from emotion.model.training import VOCABULARY
-from emotion.model.training.export import bench, quantize_int8, session
+from emotion.model.training.export import bench, file_info, quantize_int8, session, write_report
 from emotion.model.training.faces import load_faces, to_network
 from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, summarise
 
@@ -106,8 +105,7 @@ def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set:
                   {**md, "quantization": "int8 static QDQ, per-channel weights, calibrated on FER+ and SFEW faces"})
     sess = session(out, 2)
     verify_metadata(dict(sess.get_modelmeta().custom_metadata_map), VOCABULARY, PREPROCESSING, OUTPUT)
-    report: dict[str, Any] = {"onnx": {"file": str(out), "size": out.stat().st_size,
-                                       "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}}
+    report: dict[str, Any] = {"onnx": file_info(out)}
     for name in ("sfew_val", "ferplus_holdout", "ferplus_publictest"):
         if (faces / f"{name}.npz").exists():
             ds = load_faces(faces / f"{name}.npz")
@@ -147,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(shape[0], int):
         raise RuntimeError(f"batch dimension is fixed: {shape}")
     faces = Path(cfg.faces_dir)
-    report: dict[str, Any] = {"onnx": {"file": str(out), "size": out.stat().st_size,
-                                       "sha256": hashlib.sha256(out.read_bytes()).hexdigest()},
+    report: dict[str, Any] = {"onnx": file_info(out),
                               "prelu_rewritten": rewritten, "input_shape": shape,
                               "temperature": ck["temperature"], "step": ck["step"]}
     for name in ("sfew_val", "ferplus_holdout", "ferplus_publictest"):
@@ -173,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         sets = [name for name in ("sfew_val", "ferplus_holdout", "ferplus_publictest") if name in report]
         report["int8"]["accuracy_cost_points"] = {
             name: round(100 * (report[name]["accuracy"] - report["int8"][name]["accuracy"]), 2) for name in sets}
-    text = json.dumps(report, indent=2)
-    if a.report:
-        Path(a.report).write_text(text + "\n")
-    print(text)
+    write_report(report, a.report)
     return 0
 
 
