@@ -87,6 +87,10 @@ class FinetuneConfig(BaseModel):
     sfew_distill_weight: float | None = None  # None: distill_weight
     sfew_label_smoothing: float = 0.0
     temperature_fit: Literal["pooled", "mean_of_sets"] = "pooled"
+    # Stage 3: move FER+ targets part of the way from the crowd's vote distribution to its majority label. Trained
+    # on the distribution alone, the net says "60% happy" where the majority is right far more often than that
+    # (under-confident on FER+ while film stills are over-confident, so no single temperature fits both).
+    ferplus_majority_mix: float = 0.0
     # augmentation probabilities / ranges
     p_grey: float = 0.2  # colour -> grey
     p_tint: float = 0.5  # grey -> colour (per-channel gains)
@@ -238,9 +242,14 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, 
             is_sfew: torch.Tensor | None = None) -> torch.Tensor:
     """Soft cross-entropy on the targets + LwF distillation on the 7 classes the teacher knows.
 
-    ``is_sfew`` (bool [N]) marks the SFEW rows, which get their own label smoothing and distillation weight."""
+    ``is_sfew`` (bool [N]) marks the SFEW rows, which get their own label smoothing and distillation weight; the
+    other (FER+) rows move ``ferplus_majority_mix`` of the way to their majority label before any smoothing."""
     if is_sfew is None:
         is_sfew = torch.zeros(len(logits), dtype=torch.bool)
+    if cfg.ferplus_majority_mix > 0:
+        majority = F.one_hot(targets.argmax(1), targets.shape[1]).to(targets.dtype)
+        mix = torch.where(is_sfew, 0.0, cfg.ferplus_majority_mix).unsqueeze(1)
+        targets = targets * (1 - mix) + majority * mix
     smooth = torch.where(is_sfew, cfg.sfew_label_smoothing, cfg.label_smoothing).unsqueeze(1)
     t = targets * (1 - smooth) + smooth / targets.shape[1]
     ce = -(t * F.log_softmax(logits, 1)).sum(1).mean()

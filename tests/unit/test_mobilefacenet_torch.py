@@ -142,6 +142,23 @@ def test_sfew_rows_get_their_own_smoothing_and_distillation_weight() -> None:
         float(loss_fn(logits, targets, teacher, plain)), rel=1e-6)
 
 
+def test_ferplus_rows_move_towards_their_majority_label() -> None:
+    import torch.nn.functional as F
+
+    from emotion.model.training.finetune import loss_fn
+
+    gen = torch.Generator().manual_seed(1)
+    logits, teacher = torch.randn(3, 8, generator=gen), torch.randn(3, 7, generator=gen)
+    votes = torch.tensor([[0.6, 0.3, 0.1, 0, 0, 0, 0, 0], [0.1, 0.2, 0.7, 0, 0, 0, 0, 0], [0, 0, 0, 1.0, 0, 0, 0, 0]])
+    is_sfew = torch.tensor([False, False, True])
+    cfg = FinetuneConfig(distill_weight=0.0, sfew_distill_weight=0.0, ferplus_majority_mix=0.5,
+                         sfew_label_smoothing=0.2)
+    by_hand = torch.tensor([[0.8, 0.15, 0.05, 0, 0, 0, 0, 0], [0.05, 0.1, 0.85, 0, 0, 0, 0, 0],
+                            [0.025, 0.025, 0.025, 0.825, 0.025, 0.025, 0.025, 0.025]])
+    expected = -(by_hand * F.log_softmax(logits, 1)).sum(1).mean()
+    assert float(loss_fn(logits, votes, teacher, cfg, is_sfew)) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_mean_of_sets_temperature_weighs_a_small_set_like_a_large_one() -> None:
     rng = np.random.default_rng(2)
 
@@ -161,7 +178,7 @@ def test_config_kind_picks_the_recipe() -> None:
     from emotion.model.training.recipes import is_finetune_config
 
     root = Path(__file__).resolve().parents[2] / "model" / "configs"
-    assert is_finetune_config(root / "mobilefacenet8.json") and is_finetune_config(root / "mobilefacenet8_v2.json")
+    assert all(is_finetune_config(root / f"mobilefacenet8{v}.json") for v in ("", "_v2", "_v3"))
     assert not is_finetune_config(root / "ferplus.json")
 
 
