@@ -82,3 +82,62 @@ def test_annotation_is_drawn_at_any_size(model_dir, scenes, scale):
     box = result.faces[0].box
     # The box outline is drawn in the face's colour on the box edge.
     assert not np.array_equal(out[box.y + box.height // 2, box.x], bgr[box.y + box.height // 2, box.x])
+
+
+def test_a_face_tilted_past_the_detector_is_found_by_the_rotated_retry(model_dir, scenes):
+    import dataclasses
+
+    import cv2
+
+    from emotion.core.engine import get_engine
+
+    engine, options = get_engine(), default_options()
+    assert options.rotated_retry  # on for images by default (settings.rotated_retry)
+    left = cv2.copyMakeBorder(cv2.imread(str(scenes / "fr_two_people.jpg"))[:, :563], 0, 0, 100, 100,
+                              cv2.BORDER_REPLICATE)  # room for the turned face
+    upright = engine.analyze_array(left, options).faces
+    assert len(upright) == 1
+    no_retry = dataclasses.replace(options, rotated_retry=False)
+    assert engine.detect(left, options).tolist() == engine.detect(left, no_retry).tolist()  # found: no retry
+
+    h, w = left.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 75, 1.0)  # a head at 75 degrees: beyond YuNet alone
+    tilted = cv2.warpAffine(left, turn, (w, h))
+    assert engine.analyze_array(tilted, no_retry).faces == []
+    found = engine.analyze_array(tilted, options).faces
+    assert len(found) == 1
+    # Landmarks come back in the tilted image's pixels, near where the upright face's landmarks turn to (YuNet's
+    # own landmarks on a face turned 45 degrees differ by up to a third of the eye distance).
+    eyes = np.hypot(*np.subtract(upright[0].landmarks.left_eye, upright[0].landmarks.right_eye))
+    for name in ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left"):
+        expected = turn @ np.array([*getattr(upright[0].landmarks, name), 1.0])
+        assert np.hypot(*(np.array(getattr(found[0].landmarks, name)) - expected)) < 0.4 * eyes, name
+    box = found[0].box  # upright, about the face's size, around its nose
+    assert box.x <= found[0].landmarks.nose[0] <= box.x + box.width
+    assert box.y <= found[0].landmarks.nose[1] <= box.y + box.height
+    assert 0.7 < box.width / upright[0].box.width < 1.5
+
+    assert engine.analyze_array(np.full((480, 640, 3), 128, np.uint8), options).faces == []
+
+
+def test_rotated_detection_maps_rows_back_exactly(model_dir, scenes):
+    """Turning a quarter-turned image back by -90 degrees restores the original pixels, so the rows must be the
+    original image's rows carried through the quarter turn."""
+    import cv2
+
+    from emotion.core.engine import get_engine
+
+    detector = get_engine().detector
+    left = cv2.imread(str(scenes / "fr_two_people.jpg"))[:, :563].copy()
+    h = left.shape[0]
+    reference = detector.detect(left)
+    quarter = np.ascontiguousarray(np.rot90(left))  # counter-clockwise: (x, y) -> (y, w - 1 - x)
+    rows = detector.detect_rotated(quarter, -90)
+    assert len(rows) == len(reference) == 1
+    points = reference[0, 4:14].reshape(5, 2)
+    expected = np.column_stack([points[:, 1], left.shape[1] - 1 - points[:, 0]])
+    assert np.abs(rows[0, 4:14].reshape(5, 2) - expected).max() < 2.0
+    centre = reference[0, :2] + reference[0, 2:4] / 2
+    got_centre = rows[0, :2] + rows[0, 2:4] / 2
+    assert np.abs(got_centre - [centre[1], left.shape[1] - 1 - centre[0]]).max() < 2.0
+    assert abs(rows[0, 14] - reference[0, 14]) < 0.01 and h > 0

@@ -54,10 +54,35 @@ class YuNetDetector:
         faces = np.concatenate(rows) if rows else np.zeros((0, 15), np.float32)
         if len(faces) == 0:
             return np.zeros((0, 15), dtype=np.float32)
+        return self.suppress(faces)
+
+    def suppress(self, faces: np.ndarray) -> np.ndarray:
+        """Non-maximum suppression of overlapping rows; the survivors highest score first."""
+        if len(faces) == 0:
+            return np.zeros((0, 15), dtype=np.float32)
         keep = cv2.dnn.NMSBoxes(faces[:, :4].tolist(), faces[:, 14].tolist(), self.score_threshold,
                                 self.nms_threshold, top_k=self.top_k)
         faces = faces[np.asarray(keep, dtype=np.int64).ravel()]
         return faces[np.argsort(-faces[:, 14], kind="stable")]
+
+    def detect_rotated(self, bgr: np.ndarray, degrees: float, max_side: int = 0) -> np.ndarray:
+        """:meth:`detect` on the image turned ``degrees`` counter-clockwise (on a canvas grown to hold all of it),
+        the rows mapped back to the input's pixels: the landmarks exactly, the box kept upright and the face's
+        size, centred where the turned box's centre falls."""
+        height, width = bgr.shape[:2]
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+        cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+        canvas_w, canvas_h = round(height * sin + width * cos), round(height * cos + width * sin)
+        turn[:, 2] += (canvas_w - width) / 2, (canvas_h - height) / 2
+        faces = self.detect(cv2.warpAffine(bgr, turn, (canvas_w, canvas_h)), max_side)
+        back = cv2.invertAffineTransform(turn)
+
+        def unturn(points: np.ndarray) -> np.ndarray:  # (..., 2) canvas pixels -> input pixels
+            return points @ back[:, :2].T + back[:, 2]
+
+        faces[:, 4:14] = unturn(faces[:, 4:14].reshape(-1, 5, 2)).reshape(-1, 10)
+        faces[:, :2] = unturn(faces[:, :2] + faces[:, 2:4] / 2) - faces[:, 2:4] / 2
+        return faces
 
     def _decode(self, outputs: dict[str, np.ndarray], stride: int, cols: int) -> np.ndarray:
         """Anchor-free decoding of one stride: score = sqrt(cls * obj), box centre offsets, log sizes."""

@@ -31,6 +31,12 @@ class DetectOptions:
     min_face: int = 0
     max_faces: int = 100
     max_side: int = 1024
+    rotated_retry: bool = False
+
+
+# YuNet finds faces up to about 30 degrees from upright. An image where it finds none is tried again turned
+# this much each way, which reaches heads tilted up to about 60 degrees (a person lying down, a tight crop).
+RETRY_DEGREES = (30.0, -30.0)
 
 
 class Engine:
@@ -51,11 +57,19 @@ class Engine:
         return result
 
     def detect(self, bgr: np.ndarray, options: DetectOptions) -> np.ndarray:
-        faces = self.detector.detect(bgr, options.max_side)
+        faces = self._keep(self.detector.detect(bgr, options.max_side), options)
+        if len(faces) == 0 and options.rotated_retry:
+            turned = [self._keep(self.detector.detect_rotated(bgr, d, options.max_side), options)
+                      for d in RETRY_DEGREES]
+            faces = self.detector.suppress(np.concatenate(turned))
+        return faces[: options.max_faces]
+
+    @staticmethod
+    def _keep(faces: np.ndarray, options: DetectOptions) -> np.ndarray:
         faces = faces[faces[:, 14] >= options.score_threshold]
         if options.min_face:
             faces = faces[np.minimum(faces[:, 2], faces[:, 3]) >= options.min_face]
-        return faces[: options.max_faces]
+        return faces
 
     def analyze_array(self, bgr: np.ndarray, options: DetectOptions) -> AnalysisResult:
         t0 = time.perf_counter()
@@ -190,6 +204,7 @@ def default_options(
         min_face=s.min_face if min_face is None else min_face,
         max_faces=s.max_faces if max_faces is None else max_faces,
         max_side=s.detect_max_side,
+        rotated_retry=s.rotated_retry,
     )
     if not 0.0 <= options.score_threshold <= 1.0:
         raise BadParameter("score_threshold must be between 0 and 1")

@@ -668,7 +668,9 @@ def analyze_video_file(path: Path, fps: float | None = None, classifier: str | N
     """
     opts = options or VideoOptions()
     opts.fps = fps
-    detect = dataclasses.replace(default_options(), max_side=get_settings().video_detect_max_side)
+    # No rotated retry: frames without a face are common in video, and tracking bridges a missed frame.
+    detect = dataclasses.replace(default_options(), max_side=get_settings().video_detect_max_side,
+                                 rotated_retry=False)
     # Frames run in parallel on single-threaded sessions: on 2 cores every-frame analysis of the Hamilton clip
     # took 3.7 s this way against 4.4 s with 2-thread sessions and 7.1 s one frame at a time.
     parallel = _workers(opts) > 1
