@@ -2,7 +2,8 @@
 
 * ``train.py`` / ``export.py``: the FER+ CNN trained from scratch (``model/configs/ferplus.json``).
 * ``finetune.py`` / ``export8.py``: the RAF-DB MobileFaceNet fine-tuned into 8 classes
-  (``model/configs/mobilefacenet8.json``, then ``mobilefacenet8_v2.json``, which starts from the first's result).
+  (``model/configs/mobilefacenet8.json``, then ``mobilefacenet8_v2.json`` and ``mobilefacenet8_v3.json``, each
+  starting from the one before's result).
 
 A fine-tuning config is the one naming a ``source_onnx``; a fine-tuning checkpoint is a ``final.pt`` whose config
 does.
