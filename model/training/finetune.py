@@ -79,10 +79,10 @@ class FinetuneConfig(BaseModel):
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     label_smoothing: float = 0.0
-    # Stage 2 (``mobilefacenet8_v2.json``; stage 3 too): start from an earlier run's final.pt, distil less on FER+ crops (where
-    # the RAF-DB teacher is weaker than FER+'s own votes), smooth SFEW's one-hot labels (a few hundred film
-    # stills seen many times make the net over-confident on film), and fit the temperature with every
-    # validation set weighted alike rather than by its size.
+    # Stages 2 and 3 (``mobilefacenet8_v2.json``, ``_v3``): start from an earlier run's final.pt, distil less on
+    # FER+ crops (where the RAF-DB teacher is weaker than FER+'s own votes), smooth SFEW's one-hot labels (a few
+    # hundred film stills seen many times make the net over-confident on film), and fit the temperature with
+    # every validation set weighted alike rather than by its size.
     init_from: str | None = None
     sfew_distill_weight: float | None = None  # None: distill_weight
     sfew_label_smoothing: float = 0.0
