@@ -51,10 +51,7 @@ class YuNetDetector:
         blob = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
         outputs = dict(zip(self._outputs, self.session.run(None, {self._input: blob}), strict=True))
         rows = [self._decode(outputs, stride, padded_w // stride) for stride in STRIDES]
-        faces = np.concatenate(rows) if rows else np.zeros((0, 15), np.float32)
-        if len(faces) == 0:
-            return np.zeros((0, 15), dtype=np.float32)
-        return self.suppress(faces)
+        return self.suppress(np.concatenate(rows) if rows else np.zeros((0, 15), np.float32))
 
     def suppress(self, faces: np.ndarray) -> np.ndarray:
         """Non-maximum suppression of overlapping rows; the survivors highest score first."""
