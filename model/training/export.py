@@ -102,14 +102,9 @@ def check_agreement(net: torch.nn.Module, path: str | Path, n: int = 16, seed: i
     return {"max_abs_diff": diff, "argmax_agreement": same, "n": n}
 
 
-def quantize_int8(fp32: str | Path, out: str | Path, feeds: list[dict[str, np.ndarray]], md: dict[str, str],
-                  operators: bool = False, op_types: list[str] | None = None) -> None:
-    """Static int8 (per-channel weights, min-max activation ranges) calibrated on ``feeds``: network-ready input
-    batches, which should span every kind of face the model serves (grey and colour alike).
-
-    QDQ by default; ``operators`` writes QLinear operators instead (``QLinearConv``...), which do not depend on
-    onnxruntime fusing QDQ pairs at load time (the engine's sessions turn that fusion off). ``op_types`` limits
-    which operators are quantized (default: all that can be)."""
+def quantize_int8(fp32: str | Path, out: str | Path, feeds: list[dict[str, np.ndarray]], md: dict[str, str]) -> None:
+    """Static int8 (QDQ, per-channel weights, min-max activation ranges) calibrated on ``feeds``: network-ready
+    input batches, which should span every kind of face the model serves (grey and colour alike)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -123,11 +118,10 @@ def quantize_int8(fp32: str | Path, out: str | Path, feeds: list[dict[str, np.nd
         str(fp32),
         str(out),
         Reader(),
-        quant_format=QuantFormat.QOperator if operators else QuantFormat.QDQ,
+        quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        op_types_to_quantize=op_types,
     )
     set_metadata(out, {"quantization": "int8 static QDQ, per-channel weights", **md})
 
