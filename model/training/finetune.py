@@ -333,13 +333,16 @@ def _log(path: Path, rec: dict[str, Any]) -> None:
         fh.write(json.dumps(rec) + "\n")
 
 
-def _deadline_seconds(deadline: str | None) -> float | None:
-    """Seconds from now until ``HH:MM`` UTC today (``None``: no deadline)."""
+def _deadline_seconds(deadline: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds from now until the next ``HH:MM`` UTC: today, or tomorrow once today's has passed (a run started
+    at 23:30 with ``--deadline 01:00`` gets 90 minutes). ``None``: no deadline."""
     if not deadline:
         return None
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     hh, mm = (int(v) for v in deadline.split(":"))
     end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if end <= now:
+        end += dt.timedelta(days=1)
     return (end - now).total_seconds()
 
 

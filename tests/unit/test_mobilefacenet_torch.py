@@ -3,6 +3,7 @@ tiny cache: two steps, resume, temperature, ONNX export with checked metadata.""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from emotion.model.training import VOCABULARY  # noqa: E402
 from emotion.model.training.finetune import (  # noqa: E402
     SHARED_COLUMNS,
     FinetuneConfig,
+    _deadline_seconds,
     augment,
     build_model,
     fit_temperature,
@@ -172,6 +174,13 @@ def test_mean_of_sets_temperature_weighs_a_small_set_like_a_large_one() -> None:
     pooled = fit_temperature(np.concatenate([big[0], small[0]]), np.concatenate([big[1], small[1]]))
     balanced = fit_temperature([big[0], small[0]], [big[1], small[1]])
     assert pooled < 1.4 < balanced < 2.5  # the large set dominates the pooled fit, not the balanced one
+
+
+def test_a_deadline_earlier_in_the_day_means_tomorrow() -> None:
+    late = dt.datetime(2026, 12, 1, 23, 30, tzinfo=dt.UTC)
+    assert _deadline_seconds("01:00", late) == 90 * 60
+    assert _deadline_seconds("23:45", late) == 15 * 60
+    assert _deadline_seconds(None, late) is None
 
 
 def test_config_kind_picks_the_recipe() -> None:
