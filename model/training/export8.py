@@ -117,10 +117,10 @@ def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="export8", description="Export the fine-tuned 8-class MobileFaceNet.")
-    ap.add_argument("--checkpoint", default=".cache/train/mobilefacenet8_v3/final.pt")
+    ap.add_argument("--checkpoint", default=".cache/train/mobilefacenet8_v4/final.pt")
     ap.add_argument("--out", default="model/mobilefacenet8.onnx")
     ap.add_argument("--name", default="mobilefacenet8")
-    ap.add_argument("--version", default="mobilefacenet8-ferplus-sfew-v3")
+    ap.add_argument("--version", default="mobilefacenet8-ferplus-sfew-v4")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--int8", metavar="PATH", help="also write a static int8 graph here, calibrated on training "
                     "faces of both sets, and report its accuracy against the fp32 graph's")

@@ -19,6 +19,7 @@ from emotion.model.training.finetune import (  # noqa: E402
     FinetuneConfig,
     _deadline_seconds,
     augment,
+    average_into,
     build_model,
     fit_temperature,
     to_input,
@@ -176,6 +177,23 @@ def test_mean_of_sets_temperature_weighs_a_small_set_like_a_large_one() -> None:
     assert pooled < 1.4 < balanced < 2.5  # the large set dominates the pooled fit, not the balanced one
 
 
+def test_weight_averaging_meets_half_way_and_leaves_the_temperature(shared_dir: Path) -> None:
+    cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE))
+    model, other = build_model(cfg), build_model(cfg)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+        other.temperature.fill_(3.0)
+        model.temperature.fill_(1.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    average_into(model, other.state_dict(), 0.5)
+    after = model.state_dict()
+    assert torch.allclose(after["head.weight"], before["head.weight"] + 0.5)
+    first_conv = next(k for k, v in after.items() if k.startswith("backbone.") and v.dim() == 4)
+    assert torch.allclose(after[first_conv], before[first_conv] + 0.5)
+    assert float(after["temperature"]) == 1.5
+
+
 def test_a_deadline_earlier_in_the_day_means_tomorrow() -> None:
     late = dt.datetime(2026, 12, 1, 23, 30, tzinfo=dt.UTC)
     assert _deadline_seconds("01:00", late) == 90 * 60
@@ -187,7 +205,7 @@ def test_config_kind_picks_the_recipe() -> None:
     from emotion.model.training.recipes import is_finetune_config
 
     root = Path(__file__).resolve().parents[2] / "model" / "configs"
-    assert all(is_finetune_config(root / f"mobilefacenet8{v}.json") for v in ("", "_v2", "_v3"))
+    assert all(is_finetune_config(root / f"mobilefacenet8{v}.json") for v in ("", "_v2", "_v3", "_v4"))
     assert not is_finetune_config(root / "ferplus.json")
 
 
