@@ -100,7 +100,7 @@ def main() -> int:
     loose = dataclasses.replace(upright, score_threshold=0.3, min_face=0)
     rng = np.random.default_rng(args.seed)
     counts = {"windows": 0, "photos": 0, "faces_upright": 0, "faces_with_retry": 0}
-    only_retry: list[np.ndarray] = []
+    sheet_tiles: list[np.ndarray] = []
     retry_only: list[dict] = []
     for name, image, truth in photos(shared_dir()):
         found = engine.detect(image, loose)[:, :4]
@@ -117,16 +117,16 @@ def main() -> int:
                 shown = cv2.resize(crop, (160, 160))
                 for f in faces * (160 / side):
                     cv2.rectangle(shown, (int(f[0]), int(f[1])), (int(f[0] + f[2]), int(f[1] + f[3])), (0, 0, 255), 2)
-                only_retry.append(shown)
+                sheet_tiles.append(shown)
                 retry_only.append({"photo": name, "window": [int(x), int(y), int(side)],
                                    "scores": [round(float(v), 3) for v in faces[:, 14]]})
     n = max(1, counts["windows"])
-    report = {**counts, "classifier": engine.classifier.name,
+    report = {**counts,
               "false_face_rate_upright": round(counts["faces_upright"] / n, 4),
               "false_face_rate_with_retry": round(counts["faces_with_retry"] / n, 4), "retry_only": retry_only}
-    if args.sheet and only_retry:
-        rows = [np.hstack(only_retry[i : i + 8] + [np.zeros_like(only_retry[0])] * (8 - len(only_retry[i : i + 8])))
-                for i in range(0, len(only_retry), 8)]
+    if args.sheet and sheet_tiles:
+        rows = [np.hstack(sheet_tiles[i : i + 8] + [np.zeros_like(sheet_tiles[0])] * (8 - len(sheet_tiles[i : i + 8])))
+                for i in range(0, len(sheet_tiles), 8)]
         cv2.imwrite(args.sheet, np.vstack(rows))
         report["sheet"] = args.sheet
     print(json.dumps(report, indent=2))
