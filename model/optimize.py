@@ -39,8 +39,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "BATCH_DIM",
@@ -306,3 +307,244 @@ def build_batched_classifier(src: Path, dst: Path) -> dict[str, Any]:
         "ops_before": before,
         "ops_after": op_counts(model),
     }
+
+
+
+# --- PRelu on uint8 codes (our own QDQ int8 MobileFaceNet) -----------------------------------------------------
+#
+# ``emotion export --int8`` writes each PRelu of the 8-class MobileFaceNet as ``Max(x, Mul(x, a))`` between Q/DQ
+# pairs. onnxruntime fuses the int8 convolutions but runs each such PRelu as four float passes over the activation
+# (two DequantizeLinear, Max, QuantizeLinear) plus an int8 Mul: 70% of the time per face. Computing the PRelu on
+# the uint8 codes removes the float passes. Two forms, chosen per PRelu (:func:`choose_precise_prelus`):
+#
+# * "codes" (fast): ``a*x`` is requantised to x's own scale and zero point, so ``Max`` compares uint8 codes and
+#   the result keeps x's scale. The int32 biases of the convolutions that read it are requantised to match: the
+#   QDQ conv fusion needs bias scale = input scale x weight scale, and leaves the conv in float otherwise. The
+#   cost is the rounding of ``a*x`` on x's coarser grid.
+# * "split" (precise): ``relu(x) + a*min(x, 0)``: relu and min on the codes, ``a*min(x, 0)`` at a scale of its
+#   own, added at the PRelu output's original scale.
+
+
+@dataclass
+class PreluSite:
+    """One PRelu in QDQ form: ``Q_y(Max(DQ_x(x), DQ_ax(Q_ax(Mul(DQ_x(x), a)))))``."""
+
+    max: Any
+    dq_x: Any
+    mul: Any
+    q_ax: Any
+    dq_ax: Any
+    q_y: Any
+
+
+def _graph_maps(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    producer = {out: n for n in graph.node for out in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    return producer, consumers
+
+
+def _is(node: Any, op_type: str) -> TypeGuard[Any]:
+    return node is not None and node.op_type == op_type
+
+
+def prelu_sites(model: Any) -> list[PreluSite]:
+    """The PRelus of a QDQ graph still in the float ``Max(x, Mul(x, a))`` form, in graph order."""
+    producer, consumers = _graph_maps(model.graph)
+    sites = []
+    for node in model.graph.node:
+        if node.op_type != "Max" or len(node.input) != 2:
+            continue
+        dq_x, dq_ax = producer.get(node.input[0]), producer.get(node.input[1])
+        q_ax = producer.get(dq_ax.input[0]) if _is(dq_ax, "DequantizeLinear") else None
+        mul = producer.get(q_ax.input[0]) if _is(q_ax, "QuantizeLinear") else None
+        after = consumers.get(node.output[0], [])
+        if (_is(dq_x, "DequantizeLinear") and _is(mul, "Mul") and mul.input[0] == dq_x.output[0]
+                and len(after) == 1 and _is(after[0], "QuantizeLinear")):
+            sites.append(PreluSite(node, dq_x, mul, q_ax, dq_ax, after[0]))
+    return sites
+
+
+def float_activations(model: Any) -> Any:
+    """A copy of a QDQ graph with every activation Q -> DQ pair removed (the weights stay as they are): the float
+    network its int8 activations approximate."""
+    import onnx
+    from onnx import helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    producer, _ = _graph_maps(graph)
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    nodes = []
+    for n in graph.node:
+        q = producer.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if not _is(q, "QuantizeLinear"):
+            nodes.append(n)
+        elif n.output[0] in outputs:  # keep the graph output's name
+            nodes.append(helper.make_node("Identity", [q.input[0]], [n.output[0]]))
+        else:
+            rename[n.output[0]] = q.input[0]
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            n.input[i] = rename.get(name, name)
+    needed = {name for n in nodes for name in n.input} | outputs
+    del graph.node[:]
+    graph.node.extend(n for n in nodes if n.output[0] in needed)
+    _drop_unused_initializers(graph)
+    return out
+
+
+def _drop_unused_initializers(graph: Any) -> None:
+    used = {name for n in graph.node for name in n.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _codes_form(site: PreluSite, consumers: dict[str, list[Any]]) -> list[Any]:
+    """Rewire ``site`` in place to the fast form; returns the nodes it no longer uses."""
+    scale, zero = site.dq_x.input[1], site.dq_x.input[2]
+    site.q_ax.input[1], site.q_ax.input[2] = scale, zero
+    codes = site.max.output[0] + "_codes"
+    site.max.input[0], site.max.input[1] = site.dq_x.input[0], site.q_ax.output[0]
+    site.max.output[0] = codes
+    for dq in consumers[site.q_y.output[0]]:
+        if dq.op_type != "DequantizeLinear":
+            raise ValueError(f"PRelu output {site.q_y.output[0]!r} feeds {dq.op_type}, not DequantizeLinear")
+        dq.input[0], dq.input[1], dq.input[2] = codes, scale, zero
+    return [site.dq_ax, site.q_y]
+
+
+def _split_form(site: PreluSite, arrays: dict[str, Any], slope: Any) -> tuple[list[Any], list[Any]]:
+    """The nodes that replace the site's Max in the precise form, and the initializers they add. ``slope``: the
+    PRelu's per-channel slopes (float array)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    codes, scale, zero = site.dq_x.input
+    z = int(arrays[zero])
+    lowest = -z * float(arrays[scale])  # the most negative x the codes can hold
+    neg_lo, neg_hi = min(0.0, float(slope.max()) * lowest), max(0.0, float(slope.min()) * lowest)  # a*min(x, 0)
+    neg_scale = max((neg_hi - neg_lo) / 255.0, 1e-12)
+    p = site.max.output[0]
+    inits = [numpy_helper.from_array(np.array(z, np.uint8), p + "_zero_code"),
+             numpy_helper.from_array(np.array(neg_scale, np.float32), p + "_neg_scale"),
+             numpy_helper.from_array(np.array(round(-neg_lo / neg_scale), np.uint8), p + "_neg_zero_point")]
+    neg_q = [p + "_neg_scale", p + "_neg_zero_point"]
+    nodes = [
+        helper.make_node("Max", [codes, p + "_zero_code"], [p + "_pos_codes"]),
+        helper.make_node("Min", [codes, p + "_zero_code"], [p + "_neg_codes"]),
+        helper.make_node("DequantizeLinear", [p + "_neg_codes", scale, zero], [p + "_neg"]),
+        helper.make_node("Mul", [p + "_neg", site.mul.input[1]], [p + "_neg_ax"]),
+        helper.make_node("QuantizeLinear", [p + "_neg_ax", *neg_q], [p + "_neg_ax_codes"]),
+        helper.make_node("DequantizeLinear", [p + "_neg_ax_codes", *neg_q], [p + "_neg_ax_dq"]),
+        helper.make_node("DequantizeLinear", [p + "_pos_codes", scale, zero], [p + "_pos"]),
+        helper.make_node("Add", [p + "_pos", p + "_neg_ax_dq"], [p]),
+    ]
+    return nodes, inits
+
+
+def _match_conv_biases(graph: Any) -> int:
+    """Requantise each QDQ conv's int32 bias whose scale is not input scale x weight scale; returns the count."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    producer, _ = _graph_maps(graph)
+    fixed = 0
+    for conv in graph.node:
+        if conv.op_type != "Conv" or len(conv.input) < 3:
+            continue
+        dq_x, dq_w, dq_b = (producer.get(name) for name in conv.input[:3])
+        dq = "DequantizeLinear"
+        if not (_is(dq_x, dq) and _is(dq_w, dq) and _is(dq_b, dq)) or dq_b.input[0] not in inits:
+            continue
+        arr: dict[str, Any] = {name: numpy_helper.to_array(inits[name]).astype(np.float64)
+                               for name in (dq_x.input[1], dq_w.input[1], *dq_b.input[:3])}
+        wanted = arr[dq_x.input[1]] * arr[dq_w.input[1]]
+        if np.allclose(arr[dq_b.input[1]], wanted, rtol=1e-6, atol=0):
+            continue
+        bias = (arr[dq_b.input[0]] - arr[dq_b.input[2]]) * arr[dq_b.input[1]]
+        codes = np.clip(np.round(bias / wanted), -(2**31), 2**31 - 1).astype(np.int32)
+        inits[dq_b.input[0]].CopyFrom(numpy_helper.from_array(codes, dq_b.input[0]))
+        inits[dq_b.input[1]].CopyFrom(numpy_helper.from_array(wanted.astype(np.float32), dq_b.input[1]))
+        inits[dq_b.input[2]].CopyFrom(numpy_helper.from_array(np.zeros_like(codes), dq_b.input[2]))
+        fixed += 1
+    return fixed
+
+
+def prelu_on_codes(model: Any, precise: Any = ()) -> dict[str, int]:
+    """Rewrite every PRelu site of a QDQ graph (:func:`prelu_sites`) in place: the sites whose index is in
+    ``precise`` in the split form, the others in the codes form. Returns counts."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = model.graph
+    sites = prelu_sites(model)
+    if not sites:
+        raise ValueError("no PRelu in Max(x, Mul(x, a)) QDQ form: not an `emotion export --int8` graph, "
+                         "or rewritten already")
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producer, consumers = _graph_maps(graph)
+    drop: set[int] = set()
+    replace: dict[int, list[Any]] = {}
+    for index, site in enumerate(sites):
+        if index in precise:
+            slope_dq = producer[site.mul.input[1]]
+            q, s, z = (arrays[name].astype(np.float64) for name in slope_dq.input)
+            nodes, inits = _split_form(site, arrays, (q - z) * s)
+            graph.initializer.extend(inits)
+            replace[id(site.max)] = nodes
+            drop |= {id(site.dq_x), id(site.mul), id(site.q_ax), id(site.dq_ax)}
+        else:
+            drop |= {id(n) for n in _codes_form(site, consumers)}
+    nodes = []
+    for n in graph.node:
+        if id(n) not in drop:
+            nodes.extend(replace.get(id(n), [n]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    biases = _match_conv_biases(graph)
+    _drop_unused_initializers(graph)
+    del graph.value_info[:]
+    return {"prelu_codes": len(sites) - len(replace), "prelu_split": len(replace), "biases_requantised": biases}
+
+
+def _logits(model: Any, feeds: list[dict[str, Any]]) -> Any:
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, feed)[0] for feed in feeds])
+
+
+def choose_precise_prelus(model: Any, feeds: list[dict[str, Any]], tolerance: float = 0.03) -> dict[str, Any]:
+    """Which PRelu sites need the precise form. Starting from every site in the split form, each site alone is
+    put in the codes form; it stays precise when that moves the logits on ``feeds`` (calibration batches:
+    training faces) further from the float-activation network's (:func:`float_activations`) by more than
+    ``tolerance`` x the all-split graph's mean |difference|."""
+    import numpy as np
+    import onnx
+
+    reference = _logits(float_activations(model), feeds)
+    count = len(prelu_sites(model))
+
+    def error(precise: set[int]) -> float:
+        trial = onnx.ModelProto()
+        trial.CopyFrom(model)
+        prelu_on_codes(trial, precise)
+        return round(float(np.abs(_logits(trial, feeds) - reference).mean()), 4)
+
+    every = set(range(count))
+    base = error(every)
+    alone = [error(every - {index}) for index in range(count)]
+    return {"precise": [i for i, e in enumerate(alone) if e > base * (1 + tolerance)],
+            "int8_error": round(float(np.abs(_logits(model, feeds) - reference).mean()), 4),
+            "all_split_error": base, "error_with_one_site_in_codes_form": alone}

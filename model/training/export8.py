@@ -24,7 +24,7 @@ import torch
 
 from emotion.core.manifest import load_manifest
 from emotion.core.model_files import verify_metadata
-from emotion.model.optimize import prelu_to_mul_max
+from emotion.model.optimize import choose_precise_prelus, prelu_on_codes, prelu_to_mul_max
 from emotion.model.training import VOCABULARY
 from emotion.model.training.export import bench, file_info, quantize_int8, session, write_report
 from emotion.model.training.faces import load_faces, to_network
@@ -89,20 +89,36 @@ def ort_logits(sess: ort.InferenceSession, images: np.ndarray, batch: int = 32) 
                            for i in range(0, len(images), batch)])
 
 
-def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set: int, seed: int,
-                with_bench: bool) -> dict[str, Any]:
-    """Quantize ``fp32`` (:func:`~emotion.model.training.export.quantize_int8`) on ``per_set`` FER+ and ``per_set``
-    SFEW training faces: calibrating on grey FER+ faces alone cost 2.2 points on the colour film stills."""
+def calibration_feeds(faces: Path, per_set: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Network-ready batches of ``per_set`` FER+ and ``per_set`` SFEW training faces: calibrating on grey FER+ faces
+    alone cost 2.2 points on the colour film stills."""
     rng = np.random.default_rng(seed)
     calib = []
     for name in ("ferplus_train", "sfew_train"):
         images = load_faces(faces / f"{name}.npz")["images"]
         calib.append(images[np.sort(rng.choice(len(images), min(per_set, len(images)), replace=False))])
     images = np.concatenate(calib)
-    # QDQ form: the engine loads it with QDQ fusion on (manifest "qdq_graph": true). The QLinear-operator form
-    # was measured too: as fast, but 1-2 crops worse on each SFEW crop mode.
-    quantize_int8(fp32, out, [{INPUT: to_network(images[i : i + 32])} for i in range(0, len(images), 32)],
-                  {**md, "quantization": "int8 static QDQ, per-channel weights, calibrated on FER+ and SFEW faces"})
+    return [{INPUT: to_network(images[i : i + 32])} for i in range(0, len(images), 32)]
+
+
+def prelus_on_codes(path: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Rewrite the PRelus of the int8 graph at ``path`` to work on uint8 codes (``emotion.model.optimize``), the
+    precise form where the calibration ``feeds`` show the fast one drifting from the float network; write ``out``."""
+    model = onnx.load(str(path))
+    choice = choose_precise_prelus(model, feeds)
+    counts = prelu_on_codes(model, set(choice["precise"]))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["quantization"] = (f"{props.get('quantization', 'int8 static QDQ')}; PRelu on uint8 codes "
+                             f"(split form at sites {choice['precise']})")
+    onnx.helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(model.SerializeToString(deterministic=True))
+    return {**counts, **choice}
+
+
+def report_int8(out: Path, faces: Path, with_bench: bool) -> dict[str, Any]:
+    """File info, accuracy on the cached sets and (optionally) latency of the int8 graph at ``out``."""
     sess = session(out, 2)
     verify_metadata(dict(sess.get_modelmeta().custom_metadata_map), VOCABULARY, PREPROCESSING, OUTPUT)
     report: dict[str, Any] = {"onnx": file_info(out)}
@@ -115,6 +131,19 @@ def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set:
     return report
 
 
+def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set: int, seed: int,
+                with_bench: bool) -> dict[str, Any]:
+    """Quantize ``fp32`` (:func:`~emotion.model.training.export.quantize_int8`) on training faces of both sets,
+    then compute its PRelus on uint8 codes (:func:`prelus_on_codes`)."""
+    feeds = calibration_feeds(faces, per_set, seed)
+    # QDQ form: the engine loads it with QDQ fusion on (manifest "qdq_graph": true). The QLinear-operator form
+    # was measured too: as fast, but 1-2 crops worse on each SFEW crop mode.
+    quantize_int8(fp32, out, feeds,
+                  {**md, "quantization": "int8 static QDQ, per-channel weights, calibrated on FER+ and SFEW faces"})
+    prelu = prelus_on_codes(out, out, feeds)
+    return {**report_int8(out, faces, with_bench), "prelu": prelu}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="export8", description="Export the fine-tuned 8-class MobileFaceNet.")
     ap.add_argument("--checkpoint", default=".cache/train/mobilefacenet8_v4/final.pt")
@@ -125,8 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--int8", metavar="PATH", help="also write a static int8 graph here, calibrated on training "
                     "faces of both sets, and report its accuracy against the fp32 graph's")
     ap.add_argument("--calib", type=int, default=256, help="calibration faces from each training set (int8)")
+    ap.add_argument("--from-int8", metavar="PATH", help="no checkpoint: rewrite the PRelus of this earlier "
+                    "`--int8` graph to work on uint8 codes and write it to --int8 (faces from --faces-dir)")
+    ap.add_argument("--faces-dir", default=FinetuneConfig().faces_dir)
     ap.add_argument("--report")
     a = ap.parse_args(argv)
+    if a.from_int8:
+        if not a.int8:
+            ap.error("--from-int8 needs --int8 PATH")
+        faces = Path(a.faces_dir)
+        feeds = calibration_feeds(faces, a.calib, FinetuneConfig().seed)
+        try:
+            prelu = prelus_on_codes(Path(a.from_int8), Path(a.int8), feeds)
+        except ValueError as exc:
+            ap.exit(2, f"export8: {a.from_int8}: {exc}\n")
+        write_report({**report_int8(Path(a.int8), faces, a.bench), "prelu": prelu}, a.report)
+        return 0
 
     net, cfg, ck = load_final(a.checkpoint)
     out = Path(a.out)

@@ -44,7 +44,7 @@ def train_main(argv: list[str]) -> int:
 
 def export_main(argv: list[str]) -> int:
     checkpoint = _option(argv, "--checkpoint")
-    finetuned = False
+    finetuned = _option(argv, "--from-int8") is not None  # only the fine-tuning recipe has int8 graphs to rewrite
     if checkpoint and Path(checkpoint).is_file():
         import torch
 

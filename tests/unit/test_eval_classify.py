@@ -161,9 +161,9 @@ def test_shipped_eight_class_model_through_the_engine(model_dir: Path, shared_di
     assert not isinstance(model.session.get_inputs()[0].shape[0], int)  # symbolic batch
     # int8 in QDQ form, so the engine must load it with QDQ fusion on (the manifest says so)
     assert model.spec.qdq_graph and "QDQ" in md["quantization"]
-    # the held-out films in a frame: measured 56.3% (mobilefacenet 51.9%); a broken export or wrong
+    # the held-out films in a frame: measured 55.2% (v4.1; mobilefacenet 51.9%); a broken export or wrong
     # preprocessing falls far below
     folder = shared_dir / "data/sfew_train"
     report = evaluate_classifier(folder, "mobilefacenet8", pad=0.5, labels_csv=folder / "labels.csv",
                                  validation_split_by="movie")
-    assert report["n"] == 183 and report["accuracy"] >= 0.55
+    assert report["n"] == 183 and report["accuracy"] >= 0.53

@@ -215,6 +215,9 @@ def test_stage_two_starts_from_stage_one_and_exports_int8(shared_dir: Path, face
     import onnxruntime as ort
 
     from emotion.cli import main as cli
+    from emotion.model.optimize import prelu_sites
+    from emotion.model.training.export import quantize_int8
+    from emotion.model.training.export8 import calibration_feeds
 
     base = {"source_onnx": str(shared_dir / "models" / SOURCE), "faces_dir": str(faces_dir), "batch_size": 4,
             "eval_every": 1, "warmup_steps": 1}
@@ -246,3 +249,19 @@ def test_stage_two_starts_from_stage_one_and_exports_int8(shared_dir: Path, face
     assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(out8)).graph.node)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
     assert sess.run(None, {"data": x})[0].shape == (2, 8)
+    # every PRelu computed on uint8 codes, the precise form where the calibration faces asked for it
+    prelu = report["int8"]["prelu"]
+    assert prelu["prelu_codes"] + prelu["prelu_split"] == 33 and len(prelu["precise"]) == prelu["prelu_split"]
+    assert prelu_sites(onnx.load(str(out8))) == [] and "PRelu on uint8 codes" in md["quantization"]
+    # an int8 graph from before the rewrite: --from-int8 rewrites it alone (no checkpoint); a rewritten one is refused
+    plain = tmp_path / "plain_int8.onnx"
+    fp32_md = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    quantize_int8(out, plain, calibration_feeds(faces_dir, 4, 0), fp32_md)
+    again = tmp_path / "again.onnx"
+    assert cli(["export", "--from-int8", str(plain), "--int8", str(again), "--faces-dir", str(faces_dir),
+                "--calib", "4", "--report", str(tmp_path / "again.json")]) == 0
+    assert prelu_sites(onnx.load(str(again))) == [] and prelu_sites(onnx.load(str(plain)))
+    assert json.loads((tmp_path / "again.json").read_text())["prelu"]["prelu_codes"] > 0
+    with pytest.raises(SystemExit) as refused:
+        cli(["export", "--from-int8", str(out8), "--int8", str(tmp_path / "x.onnx"), "--faces-dir", str(faces_dir)])
+    assert refused.value.code == 2
