@@ -84,7 +84,7 @@ class FinetuneConfig(BaseModel):
     # FER+ crops (where the RAF-DB teacher is weaker than FER+'s own votes), smooth SFEW's one-hot labels (a few
     # hundred film stills seen many times make the net over-confident on film), and fit the temperature with
     # every validation set weighted alike rather than by its size.
-    init_from: str | None = None
+    init_from: str | None = None  # an earlier run's final.pt, or an `emotion export --int8` graph (.onnx)
     sfew_distill_weight: float | None = None  # None: distill_weight
     sfew_label_smoothing: float = 0.0
     temperature_fit: Literal["pooled", "mean_of_sets"] = "pooled"
@@ -149,6 +149,40 @@ class EmotionNet8(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x) / self.temperature
+
+
+@torch.no_grad()
+def load_int8_export(model: EmotionNet8, path: str | Path) -> None:
+    """Load the weights of an ``emotion export --int8`` graph (QDQ; its PReLUs in either form) into ``model``, each
+    as its DequantizeLinear gives it. The exporter kept the module's parameter names, except the PReLU slopes
+    (``onnx::PRelu_N``), which are matched by the order the graph uses them in."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    values: dict[str, np.ndarray] = {}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            q, scale, zero = (inits[name].astype(np.float64) for name in node.input[:3])
+            if scale.ndim == 1 and q.ndim > 1:  # per-channel along axis 0 (the exporter's weights)
+                scale, zero = scale.reshape(-1, *[1] * (q.ndim - 1)), zero.reshape(-1, *[1] * (q.ndim - 1))
+            values[node.output[0].removesuffix("_DequantizeLinear_Output")] = (q - zero) * scale
+    slopes = list(dict.fromkeys(n.input[1].removesuffix("_DequantizeLinear_Output") for n in graph.node
+                                if n.op_type == "Mul" and n.input[1].startswith("onnx::PRelu")))
+    state = model.state_dict()
+    prelu_keys = [f"backbone.params.{name}" for name in model.backbone.prelu_slope_names()]
+    if len(slopes) != len(prelu_keys):
+        raise ValueError(f"{path}: {len(slopes)} PReLU slopes, the network has {len(prelu_keys)}")
+    values.update(dict(zip(prelu_keys, (values[s] for s in slopes), strict=True)))
+    values["temperature"] = inits["temperature"]
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}  # the unused upstream fc
+    missing = [k for k in state if k not in values and k not in frozen]
+    if missing:
+        raise ValueError(f"{path} has no weights for {missing[:5]}: not an `emotion export --int8` graph")
+    for key, tensor in state.items():
+        if key in values:
+            tensor.copy_(torch.from_numpy(np.array(values[key], dtype=np.float32)).reshape(tensor.shape))
 
 
 def build_model(cfg: FinetuneConfig) -> EmotionNet8:
@@ -380,8 +414,11 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         if not expand_path(cfg.init_from).is_file():
             raise SystemExit(f"init_from {cfg.init_from} does not exist: train the run it names first "
                              "(emotion train model/configs/mobilefacenet8.json)")
-        init = torch.load(expand_path(cfg.init_from), map_location="cpu", weights_only=False)
-        model.load_state_dict(init["state_dict"])
+        if cfg.init_from.endswith(".onnx"):  # a shipped int8 graph: checkpoints do not outlive a session here
+            load_int8_export(model, expand_path(cfg.init_from))
+        else:
+            model.load_state_dict(torch.load(expand_path(cfg.init_from), map_location="cpu", weights_only=False)[
+                "state_dict"])
         model.temperature.fill_(1.0)  # calibrated afresh at the end
     ema = Ema(model, cfg.ema_decay)
     head = list(model.head.parameters())

@@ -185,6 +185,10 @@ class DequantisedMobileFaceNet(nn.Module):
         """The 512-d embedding (before the classifier)."""
         return self._run(x, stop_at=FEATURE_TENSOR)
 
+    def prelu_slope_names(self) -> list[str]:
+        """The keys of the PReLU slopes in ``params``, in the order the network applies them."""
+        return [a["w"] for kind, _, _, a in self._ops if kind == "prelu"]
+
     def classifier_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight [512, 7], bias [7]) of the upstream classifier."""
         (mm,) = [a for k, _, _, a in self._ops if k == "matmul"]

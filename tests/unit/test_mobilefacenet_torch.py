@@ -265,3 +265,21 @@ def test_stage_two_starts_from_stage_one_and_exports_int8(shared_dir: Path, face
     with pytest.raises(SystemExit) as refused:
         cli(["export", "--from-int8", str(out8), "--int8", str(tmp_path / "x.onnx"), "--faces-dir", str(faces_dir)])
     assert refused.value.code == 2
+
+    # a later run can start from a shipped int8 file: the module then computes the graph's float-activation network
+    from emotion.model.optimize import float_activations
+    from emotion.model.training.faces import load_faces, to_network
+    from emotion.model.training.finetune import build_model, load_int8_export, predict_logits
+
+    images = load_faces(faces_dir / "sfew_val.npz")["images"]
+    reference = ort.InferenceSession(float_activations(onnx.load(str(plain))).SerializeToString(),
+                                     providers=["CPUExecutionProvider"])
+    for graph in (plain, out8):  # before and after the PReLU rewrite (whose requantised biases move by < 1e-3)
+        net = build_model(FinetuneConfig.model_validate(base))
+        load_int8_export(net, graph)
+        got = predict_logits(net, images) / float(net.temperature)
+        want = reference.run(None, {"data": to_network(images)})[0]
+        assert np.abs(got - want).max() < (1e-4 if graph == plain else 0.05)
+    stage3 = tmp_path / "stage3.json"
+    stage3.write_text(json.dumps({**base, "out_dir": str(tmp_path / "s4"), "max_steps": 0, "init_from": str(out8)}))
+    assert cli(["train", str(stage3)]) == 0 and (tmp_path / "s4" / "final.pt").is_file()
