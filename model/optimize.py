@@ -32,6 +32,10 @@ the logits by up to ~2 because activations are no longer rounded to uint8.
 This runs once, at ``emotion models fetch`` time, never on the inference path;
 it needs the ``onnx`` package. The output is deterministic (same bytes for the
 same input), so its sha256 can be pinned.
+
+The last section, :func:`prelu_on_codes`, is for our own 8-class model's QDQ
+int8 graph: ``emotion export --int8`` computes its PReLUs on the uint8 codes
+(see the comment there), at export time; the shipped file is the result.
 """
 
 from __future__ import annotations
@@ -46,8 +50,12 @@ from typing import Any, TypeGuard
 __all__ = [
     "BATCH_DIM",
     "build_batched_classifier",
+    "choose_precise_prelus",
     "dequantize_graph",
+    "float_activations",
     "make_batch_dynamic",
+    "prelu_on_codes",
+    "prelu_sites",
     "prelu_to_mul_max",
 ]
 

@@ -7,6 +7,10 @@ gives ``logits`` [N,8] in the vocabulary order, already divided by the calibrate
 rewritten as ``Max(x, x*a)`` (exact for slopes <= 1; faster in onnxruntime, see ``emotion.model.optimize``).
 Prints a JSON report: PyTorch-vs-onnxruntime agreement on real aligned faces, accuracy on the cached sets,
 single-thread latency per face, file size and sha256.
+
+``--int8 PATH`` also writes the static int8 graph, its PReLUs computed on uint8 codes
+(``emotion.model.optimize.prelu_on_codes``); ``--from-int8 OLD --int8 NEW`` applies only that last step to an
+earlier int8 graph, with no checkpoint.
 """
 
 from __future__ import annotations
@@ -156,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", type=int, default=256, help="calibration faces from each training set (int8)")
     ap.add_argument("--from-int8", metavar="PATH", help="no checkpoint: rewrite the PRelus of this earlier "
                     "`--int8` graph to work on uint8 codes and write it to --int8 (faces from --faces-dir)")
-    ap.add_argument("--faces-dir", default=FinetuneConfig().faces_dir)
+    ap.add_argument("--faces-dir", default=FinetuneConfig().faces_dir,
+                    help="cached faces for --from-int8 (a checkpoint names its own)")
     ap.add_argument("--report")
     a = ap.parse_args(argv)
     if a.from_int8:
