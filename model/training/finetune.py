@@ -97,6 +97,11 @@ class FinetuneConfig(BaseModel):
     # sit in one basin, so their mean keeps what each learned (stage 4 alone: calibrated but 0.5 points lower on FER+).
     average_with: str | None = None
     average_weight: float = 0.5
+    # Stage 5: distil from the starting network's flip ensemble (mean probability of a face and its mirror image,
+    # which is right more often than the network alone: FER+ held-out slice 88.4 -> 89.0 % for v4.1) into the
+    # network itself, so that one pass gets part of what two would. 0: off.
+    flip_teacher_weight: float = 0.0
+    flip_teacher_temperature: float = 2.0
     # augmentation probabilities / ranges
     p_grey: float = 0.2  # colour -> grey
     p_tint: float = 0.5  # grey -> colour (per-channel gains)
@@ -303,6 +308,16 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, 
     return ce + (weight * kd).mean()
 
 
+def flip_distillation(logits: torch.Tensor, teacher: EmotionNet8, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 x KL(flip ensemble || student) at ``temperature``: the teacher's mean probability over the batch ``x``
+    and its mirror image (``x`` as the network sees it, [N,3,H,W])."""
+    with torch.no_grad():
+        views = torch.stack([F.softmax(teacher.logits(v) / temperature, 1) for v in (x, x.flip(3))])
+        target = views.mean(0)
+    log_student = F.log_softmax(logits / temperature, 1)
+    return F.kl_div(log_student, target, reduction="batchmean") * temperature * temperature
+
+
 @torch.no_grad()
 def predict_logits(model: EmotionNet8, images: np.ndarray, batch: int = 64) -> np.ndarray:
     """Raw logits (before the temperature) [N,8] on uint8 RGB aligned faces."""
@@ -420,6 +435,7 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
             model.load_state_dict(torch.load(expand_path(cfg.init_from), map_location="cpu", weights_only=False)[
                 "state_dict"])
         model.temperature.fill_(1.0)  # calibrated afresh at the end
+    flip_teacher = copy.deepcopy(model).eval().requires_grad_(False) if cfg.flip_teacher_weight > 0 else None
     ema = Ema(model, cfg.ema_decay)
     head = list(model.head.parameters())
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
@@ -471,7 +487,11 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         model.train()
-        loss = loss_fn(model.logits(x), targets, teacher, cfg, is_sfew)
+        logits = model.logits(x)
+        loss = loss_fn(logits, targets, teacher, cfg, is_sfew)
+        if flip_teacher is not None:
+            loss = loss + cfg.flip_teacher_weight * flip_distillation(logits, flip_teacher, x,
+                                                                      cfg.flip_teacher_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -194,6 +194,23 @@ def test_weight_averaging_meets_half_way_and_leaves_the_temperature(shared_dir: 
     assert float(after["temperature"]) == 1.5
 
 
+def test_flip_distillation_is_kl_from_the_mirror_ensemble(shared_dir: Path) -> None:
+    from emotion.model.training.finetune import flip_distillation
+
+    model = build_model(FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE))).eval()
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 3, 112, 112)).astype(np.float32))
+    with torch.no_grad():
+        student = model.logits(x) + torch.tensor([0.5, 0, 0, 0, 0, 0, 0, -0.5])
+        mirrored = model.logits(x.flip(3))
+        loss = flip_distillation(student, model, x, temperature=2.0)
+    target = (torch.softmax(model.logits(x).detach() / 2, 1) + torch.softmax(mirrored / 2, 1)) / 2
+    by_hand = (target * (target.log() - torch.log_softmax(student / 2, 1))).sum(1).mean() * 4
+    assert float(loss) > 0 and torch.allclose(loss, by_hand, rtol=1e-4)
+    symmetric = (x + x.flip(3)) / 2  # a face that is its own mirror image: the ensemble is the network itself
+    with torch.no_grad():
+        assert float(flip_distillation(model.logits(symmetric), model, symmetric, 2.0)) < 1e-5
+
+
 def test_a_deadline_earlier_in_the_day_means_tomorrow() -> None:
     late = dt.datetime(2026, 12, 1, 23, 30, tzinfo=dt.UTC)
     assert _deadline_seconds("01:00", late) == 90 * 60
