@@ -87,6 +87,9 @@ def test_bench_prints_the_figures(model_dir):
     for key in ("warm_ms", "per_face_ms", "scenes_ms", "cold_start_s", "peak_rss_mb"):
         assert key in single
     assert single["warm_ms"]["median"] > 0 and single["peak_rss_mb"] > 50
+    stages = single["scene_stages_ms"]
+    assert set(stages) == {"decode", "detect", "classify"}
+    assert all(0 < stages[s]["median"] < single["scenes_ms"]["p95"] for s in stages)
 
 
 def test_train_and_export_hand_their_options_to_the_training_tools():

@@ -120,6 +120,69 @@ def test_a_face_tilted_past_the_detector_is_found_by_the_rotated_retry(model_dir
     assert engine.analyze_array(np.full((480, 640, 3), 128, np.uint8), options).faces == []
 
 
+def test_retries_on_a_large_image_run_on_the_working_copy_and_map_back(model_dir, scenes):
+    """A tilted face in an image larger than the detection size: the turned retry warps the downscaled working
+    copy (one warp also shrinking the turned canvas), and the rows come back in the large image's pixels."""
+    import cv2
+
+    from emotion.core.engine import get_engine
+
+    engine, options = get_engine(), default_options()
+    left = cv2.copyMakeBorder(cv2.imread(str(scenes / "fr_two_people.jpg"))[:, :563], 0, 0, 100, 100,
+                              cv2.BORDER_REPLICATE)
+    h, w = left.shape[:2]
+    tilted = cv2.warpAffine(left, cv2.getRotationMatrix2D((w / 2, h / 2), 75, 1.0), (w, h))
+    small = engine.detect(tilted, options)
+    factor = 2.5
+    large = cv2.resize(tilted, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    assert max(large.shape[:2]) > options.max_side
+    found = engine.detect(large, options)
+    assert len(small) == len(found) == 1
+    face_w = small[0, 2]
+    # The large image is detected at 1024 px, the small one at its own 763 px: YuNet's rows differ a little.
+    assert np.abs(found[0, :14] / factor - small[0, :14]).max() < 0.15 * face_w
+
+
+def test_framed_detection_maps_rows_back_to_the_input(model_dir, scenes):
+    """The same face found inside a black frame comes back at the input's pixels. The frame shifts the face on
+    YuNet's 32 px grid, which moves its box and landmarks by up to 12 px here (150 px face); a frame left
+    unsubtracted (282 / 330 px) or subtracted on the wrong axis (48 px off) is far outside that."""
+    import cv2
+
+    from emotion.core.engine import get_engine
+
+    detector = get_engine().detector
+    left = cv2.imread(str(scenes / "fr_two_people.jpg"))[:, :563].copy()  # 661 x 563: framed at 0.5, no resize
+    reference = detector.detect(left)
+    rows = detector.detect_framed(left, 0.5)
+    assert len(rows) == len(reference) == 1
+    assert np.abs(rows[0, :14] - reference[0, :14]).max() < 0.1 * reference[0, 2]
+    assert abs(rows[0, 14] - reference[0, 14]) < 0.02
+
+
+def test_a_tight_crop_missed_upright_and_turned_is_found_framed(model_dir, shared_dir):
+    """A FER+ train crop (enlarged as the eval tool does) whose face fills it edge to edge: YuNet finds nothing
+    upright or turned 30 degrees, and the face inside a black frame."""
+    import dataclasses
+
+    import cv2
+
+    from emotion.core.engine import RETRY_DEGREES, get_engine
+    from emotion.model.crops import engine_input
+
+    engine, options = get_engine(), default_options()
+    crop = engine_input(cv2.imread(str(shared_dir / "data/ferplus_train/fer0017218.png")))
+    assert len(engine.detect(crop, dataclasses.replace(options, rotated_retry=False))) == 0
+    for degrees in RETRY_DEGREES:
+        turned = engine.detector.detect_rotated(crop, degrees, options.max_side)
+        assert not (turned[:, 14] >= options.score_threshold).any()
+    faces = engine.analyze_array(crop, options).faces
+    assert len(faces) == 1
+    eyes = (faces[0].landmarks.right_eye, faces[0].landmarks.left_eye)
+    assert all(0 <= x < crop.shape[1] and 0 <= y < crop.shape[0] for x, y in eyes)  # in the crop, not the frame
+    assert eyes[0][0] < eyes[1][0]  # the subject's right eye on the image's left
+
+
 def test_rotated_detection_maps_rows_back_exactly(model_dir, scenes):
     """Turning a quarter-turned image back by -90 degrees restores the original pixels, so the rows must be the
     original image's rows carried through the quarter turn."""

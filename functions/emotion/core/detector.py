@@ -11,6 +11,26 @@ import numpy as np
 import onnxruntime as ort
 
 STRIDES = (8, 16, 32)
+# The columns of a row holding x and y coordinates: the box's corner and the five landmarks.
+X_COLUMNS = [0, 4, 6, 8, 10, 12]
+Y_COLUMNS = [1, 5, 7, 9, 11, 13]
+
+
+def working_size(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image downscaled (area averaging) to ``max_side`` if it is larger (0: no limit), and the scale used."""
+    height, width = bgr.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return bgr, 1.0
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), scale
+
+
+def to_input_pixels(faces: np.ndarray, scale: float) -> np.ndarray:
+    """Rows found on an image downscaled by ``scale`` (:func:`working_size`), in the original image's pixels."""
+    if scale != 1.0:
+        faces[:, :14] /= scale
+    return faces
 
 
 class YuNetDetector:
@@ -32,16 +52,8 @@ class YuNetDetector:
 
     def detect(self, bgr: np.ndarray, max_side: int = 0) -> np.ndarray:
         """(N, 15) float32 rows in input-image pixels, highest score first."""
-        height, width = bgr.shape[:2]
-        scale = 1.0
-        if max_side and max(height, width) > max_side:
-            scale = max_side / max(height, width)
-            bgr = cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
-                             interpolation=cv2.INTER_AREA)
-        faces = self._detect(bgr)
-        if scale != 1.0:
-            faces[:, :14] /= scale
-        return faces
+        small, scale = working_size(bgr, max_side)
+        return to_input_pixels(self._detect(small), scale)
 
     def _detect(self, bgr: np.ndarray) -> np.ndarray:
         height, width = bgr.shape[:2]
@@ -65,20 +77,40 @@ class YuNetDetector:
     def detect_rotated(self, bgr: np.ndarray, degrees: float, max_side: int = 0) -> np.ndarray:
         """:meth:`detect` on the image turned ``degrees`` counter-clockwise (on a canvas grown to hold all of it),
         the rows mapped back to the input's pixels: the landmarks exactly, the box kept upright and the face's
-        size, centred where the turned box's centre falls."""
-        height, width = bgr.shape[:2]
-        turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
-        cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
-        canvas_w, canvas_h = round(height * sin + width * cos), round(height * cos + width * sin)
+        size, centred where the turned box's centre falls. The turn also shrinks the canvas to ``max_side``, so
+        it is one warp of the detector's working copy, never of a large original."""
+        small, working_scale = working_size(bgr, max_side)
+        height, width = small.shape[:2]
+        cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
+        grown_w, grown_h = height * sin + width * cos, height * cos + width * sin
+        scale = min(1.0, max_side / max(grown_w, grown_h)) if max_side else 1.0
+        canvas_w, canvas_h = max(1, round(grown_w * scale)), max(1, round(grown_h * scale))
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, scale)
         turn[:, 2] += (canvas_w - width) / 2, (canvas_h - height) / 2
-        faces = self.detect(cv2.warpAffine(bgr, turn, (canvas_w, canvas_h)), max_side)
+        faces = self._detect(cv2.warpAffine(small, turn, (canvas_w, canvas_h)))
         back = cv2.invertAffineTransform(turn)
 
-        def unturn(points: np.ndarray) -> np.ndarray:  # (..., 2) canvas pixels -> input pixels
+        def unturn(points: np.ndarray) -> np.ndarray:  # (..., 2) canvas pixels -> working-copy pixels
             return points @ back[:, :2].T + back[:, 2]
 
         faces[:, 4:14] = unturn(faces[:, 4:14].reshape(-1, 5, 2)).reshape(-1, 10)
-        faces[:, :2] = unturn(faces[:, :2] + faces[:, 2:4] / 2) - faces[:, 2:4] / 2
+        size = faces[:, 2:4] / scale
+        faces[:, :2] = unturn(faces[:, :2] + faces[:, 2:4] / 2) - size / 2
+        faces[:, 2:4] = size
+        return to_input_pixels(faces, working_scale)
+
+    def detect_framed(self, bgr: np.ndarray, pad: float, max_side: int = 0) -> np.ndarray:
+        """:meth:`detect` on the image inside a black frame of ``pad`` x its size on every side, the rows mapped
+        back to the input's pixels (boxes and landmarks may then reach past its edges). A face that fills a
+        tight crop edge to edge has no context around it, and YuNet often misses it there. The framed image is
+        detected at the input's own longest side (or ``max_side`` if smaller), so this costs about one
+        :meth:`detect` of the input."""
+        height, width = bgr.shape[:2]
+        top, left = round(pad * height), round(pad * width)
+        framed = cv2.copyMakeBorder(bgr, top, top, left, left, cv2.BORDER_CONSTANT, value=0)
+        faces = self.detect(framed, min(max_side, max(height, width)) if max_side else max(height, width))
+        faces[:, X_COLUMNS] -= left
+        faces[:, Y_COLUMNS] -= top
         return faces
 
     def _decode(self, outputs: dict[str, np.ndarray], stride: int, cols: int) -> np.ndarray:
