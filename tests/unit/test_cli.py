@@ -88,7 +88,7 @@ def test_bench_prints_the_figures(model_dir):
         assert key in single
     assert single["warm_ms"]["median"] > 0 and single["peak_rss_mb"] > 50
     stages = single["scene_stages_ms"]
-    assert set(stages) == {"decode", "detect", "classify"}
+    assert set(stages) == {"decode", "detect", "classify", "decode_and_detect"}
     assert all(0 < stages[s]["median"] < single["scenes_ms"]["p95"] for s in stages)
 
 
