@@ -64,14 +64,16 @@ class Engine:
     def detect(self, bgr: np.ndarray, options: DetectOptions) -> np.ndarray:
         # Downscaled once: the retries turn and frame the detector's working copy, not a large original.
         small, scale = working_size(bgr, options.max_side)
-        faces = self._keep(to_input_pixels(self.detector.detect(small), scale), options)
+
+        def kept(rows: np.ndarray) -> np.ndarray:
+            return self._keep(to_input_pixels(rows, scale), options)
+
+        faces = kept(self.detector.detect(small))
         if len(faces) == 0 and options.rotated_retry:
-            turned = [self._keep(to_input_pixels(self.detector.detect_rotated(small, d, options.max_side), scale),
-                                 options) for d in RETRY_DEGREES]
+            turned = [kept(self.detector.detect_rotated(small, d, options.max_side)) for d in RETRY_DEGREES]
             faces = self.detector.suppress(np.concatenate(turned))
             if len(faces) == 0:
-                framed = self.detector.detect_framed(small, RETRY_FRAME, options.max_side)
-                faces = self._keep(to_input_pixels(framed, scale), options)
+                faces = kept(self.detector.detect_framed(small, RETRY_FRAME, options.max_side))
         return faces[: options.max_faces]
 
     @staticmethod
