@@ -79,9 +79,11 @@ class Settings(BaseSettings):
     # from the event, or the local server's bound address. Never the request's Host header (spoofable).
     public_base_url: str = ""
     # `emotion serve` connections: a request's line and headers must arrive within http_header_timeout_s (else
-    # closed), idle keep-alive connections close after http_keep_alive_s, and connections beyond
-    # http_max_connections are closed at once (half-sent sockets must not take every file descriptor).
+    # closed), a body that stops arriving for http_body_timeout_s is closed, idle keep-alive connections close
+    # after http_keep_alive_s, and connections beyond http_max_connections are closed at once (half-sent
+    # sockets must not take every file descriptor).
     http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 60.0
     http_keep_alive_s: int = 5
     http_max_connections: int = 500
 

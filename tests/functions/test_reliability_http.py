@@ -247,3 +247,39 @@ def test_half_sent_requests_time_out_and_connections_are_capped(model_dir: Path,
             sock.close()
         assert closed >= 50
         assert httpx.get(base + "healthz", timeout=10).status_code == 200
+
+
+def test_a_stalled_body_is_closed_and_a_slow_steady_one_is_answered(model_dir: Path, tmp_path: Path,
+                                                                   scenes: Path):
+    """Headers in, then the body stops: the connection is closed once no byte came for the body timeout. A body
+    that arrives slowly but keeps coming (each gap shorter than the timeout, the whole longer) is answered."""
+    from emotion.api.server import serve_in_subprocess
+
+    jpeg = (scenes / "fr_two_people.jpg").read_bytes()
+    head = (b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(jpeg))
+    env = _env(model_dir, tmp_path, EMOTION_HTTP_BODY_TIMEOUT_S="1")
+    with serve_in_subprocess(env) as (base, _):
+        host, port = base.split("//")[1].rstrip("/").split(":")
+        stalled = socket.create_connection((host, int(port)))
+        stalled.sendall(head + jpeg[:1000])
+        steady = socket.create_connection((host, int(port)))
+        steady.sendall(head)
+        chunks = np.array_split(np.frombuffer(jpeg, np.uint8), 8)
+        for chunk in chunks:  # 8 gaps of 0.4 s: 3.2 s in all, three times the timeout
+            time.sleep(0.4)
+            steady.sendall(chunk.tobytes())
+        steady.settimeout(30)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += steady.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        steady.close()
+
+        stalled.settimeout(5)  # by now 3 s without a body byte: the server has closed it
+        try:
+            assert stalled.recv(1024) == b""
+        except ConnectionResetError:
+            pass
+        stalled.close()
+        assert httpx.get(base + "healthz", timeout=10).status_code == 200

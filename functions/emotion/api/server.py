@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,17 +35,23 @@ class _Server(uvicorn.Server):
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with two guards it lacks: a connection whose request line and headers have not
-    all arrived ``header_timeout_s`` after it opened (or after its previous response) is closed, and
-    connections beyond ``max_connections`` are closed at once, so half-sent sockets cannot hold every file
-    descriptor (uvicorn's keep-alive timeout only starts after a first response)."""
+    """uvicorn's h11 protocol with the guards it lacks, so half-sent requests cannot hold every file descriptor
+    (uvicorn's keep-alive timeout only starts after a first response):
+
+    * a connection whose request line and headers have not all arrived ``header_timeout_s`` after it opened (or
+      after its previous response) is closed;
+    * a request whose body stops arriving for ``body_timeout_s`` is closed (an idle timeout, as nginx's
+      ``client_body_timeout``: a large upload that keeps sending is never cut off);
+    * connections beyond ``max_connections`` are closed at once.
+    """
 
     header_timeout_s = 10.0
+    body_timeout_s = 60.0
     max_connections = 500
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,33 +59,41 @@ class GuardedH11Protocol(H11Protocol):
             self.logger.warning("connection refused: %d open connections", len(self.connections))
             transport.close()
             return
-        self._arm()
+        self._arm(self.header_timeout_s, self._header_timeout)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state in (h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
-            self._disarm()  # the headers are in; the body is the app's to read
+        if self.conn.their_state == h11.SEND_BODY:
+            self._arm(self.body_timeout_s, self._body_timeout)  # the headers are in; more body must keep coming
+        elif self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
+            self._disarm()  # the whole request is in: the app's to answer
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._arm()  # a kept-alive connection's next request must come complete in time too
+        self._arm(self.header_timeout_s, self._header_timeout)  # a kept-alive connection's next request too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+        self._timer = self.loop.call_later(delay_s, callback)
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _header_timeout(self) -> None:
         # Still IDLE: h11 has not seen a complete request line and headers since the timer was armed.
         if self.conn.their_state == h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def _body_timeout(self) -> None:
+        # No body byte since the timer was armed. Closing ends the app's wait for the rest (a client disconnect).
+        if self.conn.their_state == h11.SEND_BODY and not self.transport.is_closing():
+            self.logger.warning("request body stalled for %.0f s: connection closed", self.body_timeout_s)
             self.transport.close()
 
 
@@ -91,6 +105,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     settings = get_settings()
     protocol = type("Protocol", (GuardedH11Protocol,), {"header_timeout_s": settings.http_header_timeout_s,
+                                                         "body_timeout_s": settings.http_body_timeout_s,
                                                          "max_connections": settings.http_max_connections})
     config = uvicorn.Config(
         app,
