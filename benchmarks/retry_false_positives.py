@@ -7,9 +7,10 @@ overlaps no ground-truth box (WIDER) and no face YuNet finds on the whole image 
 by half its size, so unlabelled and half-visible faces stay out. Windows are 64-320 px squares at random
 places (fixed seed), at most ``--per-image`` per photo, overlapping each other by at most IoU 0.3.
 
-Each window goes through ``Engine.detect`` with the default options, once with ``rotated_retry`` off and once
-on. A window where a face is found is a false face (the windows were chosen to hold none). ``--sheet PNG`` writes
-a contact sheet of the windows the retry alone turned into a face, with the mapped boxes drawn, to check by eye.
+Each window goes through the engine's detection as ``analyze`` runs it (``Engine.detect_enlarged``: a window
+under 112 px is enlarged first) with the default options, once with ``rotated_retry`` off and once on. A window
+where a face is found is a false face (the windows were chosen to hold none). ``--sheet PNG`` writes a contact
+sheet of the windows the retry alone turned into a face, with the mapped boxes drawn, to check by eye.
 
     .venv/bin/python benchmarks/retry_false_positives.py [--per-image 12] [--sheet retry_fp.png]
 
@@ -32,7 +33,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
-from emotion.core.engine import default_options, get_engine  # noqa: E402
+from emotion.core.align import upscale_factor  # noqa: E402
+from emotion.core.detector import to_input_pixels  # noqa: E402
+from emotion.core.engine import DetectOptions, Engine, default_options, get_engine  # noqa: E402
+
+
+def faces_in(engine: Engine, image: np.ndarray, options: DetectOptions) -> np.ndarray:
+    """The rows the engine's analysis finds (a small window enlarged first, as ``analyze`` does), in the
+    window's pixels."""
+    _, rows, factor = engine.detect_enlarged(image, options)
+    return to_input_pixels(rows, factor)
 
 
 def _grown(boxes: np.ndarray, by: float = 0.5) -> np.ndarray:
@@ -99,7 +109,8 @@ def main() -> int:
     retry = dataclasses.replace(default_options(), rotated_retry=True)
     loose = dataclasses.replace(upright, score_threshold=0.3, min_face=0)
     rng = np.random.default_rng(args.seed)
-    counts = {"windows": 0, "photos": 0, "faces_upright": 0, "faces_with_retry": 0}
+    counts = {"windows": 0, "photos": 0, "faces_upright": 0, "faces_with_retry": 0,
+              "small_windows": 0, "small_faces_upright": 0, "small_faces_with_retry": 0}  # small: enlarged
     sheet_tiles: list[np.ndarray] = []
     retry_only: list[dict] = []
     for name, image, truth in photos(shared_dir()):
@@ -109,10 +120,14 @@ def main() -> int:
         for x, y, side in windows(image, avoid, args.per_image, rng):
             crop = np.ascontiguousarray(image[int(y) : int(y + side), int(x) : int(x + side)])
             counts["windows"] += 1
-            up = len(engine.detect(crop, upright)) > 0
-            faces = engine.detect(crop, retry)
+            up = len(faces_in(engine, crop, upright)) > 0
+            faces = faces_in(engine, crop, retry)
             counts["faces_upright"] += up
             counts["faces_with_retry"] += len(faces) > 0
+            if upscale_factor(*crop.shape[:2]) > 1:
+                counts["small_windows"] += 1
+                counts["small_faces_upright"] += up
+                counts["small_faces_with_retry"] += len(faces) > 0
             if len(faces) and not up:
                 shown = cv2.resize(crop, (160, 160))
                 for f in faces * (160 / side):

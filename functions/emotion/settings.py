@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # An image where no face is found is detected again turned 30 degrees each way, then framed (emotion.core.engine):
     # tilted heads and tight crops. 2.6-7.7x the detection time on images without a face. Video frames never do.
     rotated_retry: bool = True
+    # An image with a side under 112 px is enlarged (bicubic, to a short side of at least 256 px) before detection
+    # and alignment (emotion.core.align.enlarged): a 48 px face crop sent as it is gets a face (FER+ PublicTest:
+    # 2,771 -> 3,188 of 3,191) and the answer the dev figures report. Its cost is false faces on small face-free
+    # images (benchmarks/retry_false_positives.py). Video frames are never enlarged.
+    enlarge_small_images: bool = True
 
     # Input limits
     max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding

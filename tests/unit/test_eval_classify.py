@@ -64,6 +64,8 @@ def test_upscale_rule_depends_only_on_the_crop_size() -> None:
     assert upscale_factor(48, 48) == 6  # FER crops -> 288 px
     assert upscale_factor(181, 143) == 1  # SFEW crops stay as they are
     assert upscale_factor(100, 300) == 3
+    assert upscale_factor(10, 1000) == 4  # the long side bounds it: 4,000 px, not 26 x
+    assert upscale_factor(10, 20_000) == 1
     crop = np.zeros((60, 48, 3), np.uint8)
     assert engine_input(crop).shape == (360, 288, 3)
     assert engine_input(crop, pad=0.5).shape == (720, 576, 3)

@@ -143,6 +143,40 @@ def test_retries_on_a_large_image_run_on_the_working_copy_and_map_back(model_dir
     assert np.abs(found[0, :14] / factor - small[0, :14]).max() < 0.15 * face_w
 
 
+def test_a_small_image_is_enlarged_and_answered_in_its_own_pixels(model_dir, shared_dir):
+    """A 48 px FER crop sent as it is: the engine enlarges it (x6, bicubic) before detection and alignment, so
+    its answer is the enlarged crop's answer, with the box and landmarks in the 48 px image's pixels."""
+    import dataclasses
+
+    import cv2
+
+    from emotion.core.align import enlarged
+    from emotion.core.engine import get_engine
+
+    engine, options = get_engine(), default_options()
+    crop = cv2.imread(str(shared_dir / "data/ferplus_train/fer0000000.png"))
+    assert crop.shape[:2] == (48, 48)
+    big, factor = enlarged(crop)
+    assert factor == 6 and big.shape[:2] == (288, 288)
+    small_result, big_result = engine.analyze_array(crop, options), engine.analyze_array(big, options)
+    assert len(small_result.faces) == len(big_result.faces) == 1
+    face, reference = small_result.faces[0], big_result.faces[0]
+    assert small_result.image.width == 48 and face.emotions == reference.emotions
+    for name in ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left"):
+        assert np.allclose(getattr(face.landmarks, name), np.divide(getattr(reference.landmarks, name), 6),
+                           atol=0.06), name
+    assert face.box.x >= 0 and face.box.x + face.box.width <= 48 and 20 <= face.box.width <= 48
+    # min_face counts the pixels of the image sent, not of its enlarged copy
+    assert len(engine.analyze_array(crop, dataclasses.replace(options, min_face=20)).faces) == 1
+    assert engine.analyze_array(crop, dataclasses.replace(options, min_face=49)).faces == []
+    assert options.enlarge_small  # on by default (settings.enlarge_small_images); off: the crop as it is
+    work, _, factor = engine.detect_enlarged(crop, dataclasses.replace(options, enlarge_small=False))
+    assert factor == 1 and work is crop
+    many = engine.analyze_arrays([crop, big], options)  # the batched path enlarges the same way
+    assert [r.faces[0].emotions for r in many] == [face.emotions, reference.emotions]
+    assert many[0].faces[0].landmarks == face.landmarks
+
+
 def test_framed_detection_maps_rows_back_to_the_input(model_dir, scenes):
     """The same face found inside a black frame comes back at the input's pixels. The frame shifts the face on
     YuNet's 32 px grid, which moves its box and landmarks by up to 12 px here (150 px face); a frame left

@@ -27,7 +27,8 @@ def working_size(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def to_input_pixels(faces: np.ndarray, scale: float) -> np.ndarray:
-    """Rows found on an image downscaled by ``scale`` (:func:`working_size`), in the original image's pixels."""
+    """Rows found on a copy of an image resized by ``scale`` (:func:`working_size`, ``align.enlarged``), in the
+    image's own pixels."""
     if scale != 1.0:
         faces[:, :14] /= scale
     return faces

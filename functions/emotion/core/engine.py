@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import cast
 import cv2
 import numpy as np
 
+from emotion.core.align import enlarged
 from emotion.core.classifiers import EmotionClassifier, classifier_for
 from emotion.core.detector import YuNetDetector, to_input_pixels, working_size
 from emotion.core.errors import BadParameter
@@ -32,6 +34,7 @@ class DetectOptions:
     max_faces: int = 100
     max_side: int = 1024
     rotated_retry: bool = False
+    enlarge_small: bool = False  # align.enlarged before detection (Engine.detect_enlarged)
 
 
 # YuNet finds faces up to about 30 degrees from upright. An image where it finds none is tried again turned
@@ -45,7 +48,8 @@ RETRY_FRAME = 0.25
 
 
 class Engine:
-    """Decode → detect → align/crop → classify all faces in one batch → :class:`AnalysisResult`."""
+    """Decode → (enlarge a small image) → detect → align/crop → classify all faces in one batch →
+    :class:`AnalysisResult`."""
 
     def __init__(self, detector: YuNetDetector, detector_version: str, classifier: EmotionClassifier):
         self.detector = detector
@@ -83,16 +87,25 @@ class Engine:
             faces = faces[np.minimum(faces[:, 2], faces[:, 3]) >= options.min_face]
         return faces
 
+    def detect_enlarged(self, bgr: np.ndarray, options: DetectOptions) -> tuple[np.ndarray, np.ndarray, int]:
+        """The image as detection and the classifier see it (enlarged when it is small: ``align.enlarged``), the
+        faces in that image's pixels (``min_face`` still counts the input's pixels), and the factor."""
+        work, factor = enlarged(bgr) if options.enlarge_small else (bgr, 1)
+        if factor > 1 and options.min_face:
+            options = dataclasses.replace(options, min_face=options.min_face * factor)
+        return work, self.detect(work, options), factor
+
     def analyze_array(self, bgr: np.ndarray, options: DetectOptions) -> AnalysisResult:
         t0 = time.perf_counter()
-        faces = self.detect(bgr, options)
+        work, faces, factor = self.detect_enlarged(bgr, options)
         t1 = time.perf_counter()
-        probs = self.classifier.classify(bgr, faces)
+        probs = self.classifier.classify(work, faces)
         t2 = time.perf_counter()
         height, width = bgr.shape[:2]
+        rows = to_input_pixels(faces, factor)
         return AnalysisResult(
             image=ImageSize(width=width, height=height),
-            faces=[self._face(row, p, width, height) for row, p in zip(faces, probs, strict=True)],
+            faces=[self._face(row, p, width, height) for row, p in zip(rows, probs, strict=True)],
             models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
             timings_ms={
                 "decode": 0.0,
@@ -106,22 +119,22 @@ class Engine:
         """Several images: each detected on its own, the faces of all of them classified in shared batches
         (one ``session.run`` per ``max_batch`` faces instead of at least one per image)."""
         t0 = time.perf_counter()
-        detections = [self.detect(bgr, options) for bgr in images]
+        prepared = [self.detect_enlarged(bgr, options) for bgr in images]
         t1 = time.perf_counter()
-        crops = [self.classifier.preprocess(bgr, faces) for bgr, faces in zip(images, detections, strict=True)
-                 if len(faces)]
+        crops = [self.classifier.preprocess(work, faces) for work, faces, _ in prepared if len(faces)]
         probs = self.classifier.postprocess(self.classifier.infer(np.concatenate(crops))) if crops else None
         t2 = time.perf_counter()
         results, start = [], 0
         share = {"detect": (t1 - t0) * 1000 / max(1, len(images)), "classify": (t2 - t1) * 1000 / max(1, len(images))}
-        for bgr, faces in zip(images, detections, strict=True):
+        for bgr, (_, faces, factor) in zip(images, prepared, strict=True):
             height, width = bgr.shape[:2]
             none = np.zeros((0, len(self.classifier.labels)))
             mine = probs[start : start + len(faces)] if probs is not None else none
             start += len(faces)
+            rows = to_input_pixels(faces, factor)
             results.append(AnalysisResult(
                 image=ImageSize(width=width, height=height),
-                faces=[self._face(row, p, width, height) for row, p in zip(faces, mine, strict=True)],
+                faces=[self._face(row, p, width, height) for row, p in zip(rows, mine, strict=True)],
                 models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
                 # Shared batches: each image is credited an equal share of the group's stage times.
                 timings_ms={"decode": 0.0, **{k: round(v, 2) for k, v in share.items()},
@@ -217,6 +230,7 @@ def default_options(
         max_faces=s.max_faces if max_faces is None else max_faces,
         max_side=s.detect_max_side,
         rotated_retry=s.rotated_retry,
+        enlarge_small=s.enlarge_small_images,
     )
     if not 0.0 <= options.score_threshold <= 1.0:
         raise BadParameter("score_threshold must be between 0 and 1")
