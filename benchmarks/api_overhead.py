@@ -48,6 +48,7 @@ from _serve import shared_dir  # noqa: E402
 
 from emotion.api.app import create_app  # noqa: E402
 from emotion.api.server import serve_in_subprocess  # noqa: E402
+from emotion.core.cpu import cpu_info
 from emotion.core.engine import default_options, get_engine  # noqa: E402
 from emotion.settings import get_settings  # noqa: E402
 
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     report["meets_target"] = all(
         report["overhead_ms"][n]["median_in_request"] <= 5.0 for n in in_request
     )
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"cpu": cpu_info(), **report}, indent=2))
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.core.cpu import cpu_info
 from emotion.core.runtime import CPU, create_session
 
 
@@ -55,7 +56,7 @@ def main() -> None:
             "ms_per_face": round(median, 3),
             "ratio_to_first": round(median / statistics.median(times[(first, b)]), 3),
         }
-    print(json.dumps({"rounds": a.rounds, "threads": 1, "graphs": report}, indent=2))
+    print(json.dumps({"cpu": cpu_info(), "rounds": a.rounds, "threads": 1, "graphs": report}, indent=2))
 
 
 if __name__ == "__main__":

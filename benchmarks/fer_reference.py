@@ -15,7 +15,7 @@ The detector is built once with fer's defaults, ``FER()``: OpenCV Haar cascade
 timed passes. Reports median and p95 ms over all timed calls, the median ms per photo and the faces found.
 Everything is pinned to one thread; the TFLite interpreter fer would create itself gets no thread count,
 so the script pre-loads fer's interpreter cache with the same model file built with ``num_threads=1``.
-Imports nothing from the project.
+Imports nothing from the project but the stdlib-only ``functions/emotion/core/cpu.py``, loaded by its path.
 """
 
 import os
@@ -27,12 +27,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+
+def cpu_info() -> dict:
+    """The project's CPU description (model, cores, int8 instruction sets), without importing its package."""
+    path = Path(__file__).resolve().parents[1] / "functions" / "emotion" / "core" / "cpu.py"
+    spec = importlib.util.spec_from_file_location("emotion_cpu", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cpu_info()
 
 if "--mtcnn" in sys.argv:  # torch/triton must load before TensorFlow, else the import segfaults
     import torch
@@ -89,6 +100,7 @@ def main() -> None:
 
     all_ms = [ms for values in per_photo.values() for ms in values]
     print(json.dumps({
+        "cpu": cpu_info(),
         "fer_version": fer.__version__,
         "tensorflow_version": tf.__version__,
         "opencv_version": cv2.__version__,

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
 import emotion  # noqa: E402
+from emotion.core.cpu import cpu_info
 from emotion.settings import get_settings  # noqa: E402
 
 
@@ -58,6 +59,7 @@ def main() -> None:
 
     engine, library = statistics.median(engine_ms), statistics.median(library_ms)
     print(json.dumps({
+        "cpu": cpu_info(),
         "image": photo.name,
         "threads": args.threads,
         "engine_analyze_bytes_ms": round(engine, 2),

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import rss_mb, shared_dir  # noqa: E402
 
 from emotion.api.server import serve_in_subprocess  # noqa: E402
+from emotion.core.cpu import cpu_info
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"cpu": cpu_info(), **report}, indent=2))
     return 0 if not errors else 1
 
 

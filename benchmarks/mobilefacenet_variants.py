@@ -49,6 +49,7 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from emotion.core.cpu import cpu_info  # noqa: E402
 from emotion.model.optimize import build_batched_classifier, dequantize_graph, make_batch_dynamic  # noqa: E402
 
 MODEL_NAME = "facial_expression_recognition_mobilefacenet_2022july_int8.onnx"
@@ -237,8 +238,8 @@ def _main(tmp: Path) -> None:
     print(
         json.dumps(
             {
+                "cpu": cpu_info(),
                 "onnxruntime": ort.__version__,
-                "cpu_count": os.cpu_count(),
                 "loadavg_at_end": [round(v, 2) for v in os.getloadavg()],
                 "rounds": args.rounds,
                 "baseline_int8_orig_all_b1_ms": round(base, 3),

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
 from emotion.api.server import serve_in_subprocess  # noqa: E402
+from emotion.core.cpu import cpu_info
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                           "wall_s_median": round(statistics.median(r["wall_s"] for r in runs), 2),
                           "statuses": runs[-1]["statuses"]}
                 for n, runs in rows.items()}}
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"cpu": cpu_info(), **report}, indent=2))
     return 0
 
 

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
+from emotion.core.cpu import cpu_info
 from emotion.core.engine import default_options, get_engine  # noqa: E402
 
 SIZES = ((480, 640), (768, 1024), (1536, 2048), (3000, 4000))  # height, width
@@ -62,7 +63,7 @@ def main() -> int:
         every = median_ms(lambda: engine.detect(image, retry), args.repeats)  # noqa: B023
         report["sizes"].append({"size": f"{width}x{height}", "upright_ms": one, "with_retries_ms": every,
                                 "ratio": round(every / one, 2)})
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"cpu": cpu_info(), **report}, indent=2))
     return 0
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
 from emotion.core.align import upscale_factor  # noqa: E402
+from emotion.core.cpu import cpu_info
 from emotion.core.detector import to_input_pixels  # noqa: E402
 from emotion.core.engine import DetectOptions, Engine, default_options, get_engine  # noqa: E402
 
@@ -144,7 +145,7 @@ def main() -> int:
                 for i in range(0, len(sheet_tiles), 8)]
         cv2.imwrite(args.sheet, np.vstack(rows))
         report["sheet"] = args.sheet
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"cpu": cpu_info(), **report}, indent=2))
     return 0
 
 

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emotion.core.cpu import cpu_info
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = (REPO.parent / "shared" / "data" / "videos" / "fr_short_hamilton_clip.mp4").resolve()
 
@@ -156,7 +158,7 @@ def main() -> int:
         rss["ratio_8x_over_1x"] = round(rss["8x"]["peak_rss_mb"] / rss["1x"]["peak_rss_mb"], 3)
         report["peak_rss_5fps"] = rss
     report["load_avg_end"] = os.getloadavg()[0]
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"cpu": cpu_info(), **report}, indent=2))
     return 0
 
 

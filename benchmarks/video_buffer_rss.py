@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.core.cpu import cpu_info
+
 CHILD = r"""
 import json, sys
 from pathlib import Path
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"frame": f"{size[0]}x{size[1]}", "frames": frames, "setting": label,
                              "peak_mb_median": round(statistics.median(peaks), 1),
                              "peak_mb_runs": [round(p, 1) for p in peaks]})
-    print(json.dumps({"benchmark": "video_buffer_rss", "repeats": args.repeats, "rows": rows}, indent=2))
+    print(json.dumps({"cpu": cpu_info(), "benchmark": "video_buffer_rss", "repeats": args.repeats, "rows": rows},
+                     indent=2))
     return 0
 
 

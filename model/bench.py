@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.core.cpu import cpu_info
+
 
 def one_face_jpeg(shared_dir: Path) -> bytes:
     """A 640x480 JPEG with one face: the left person of scenes/fr_two_people.jpg."""
@@ -106,7 +108,7 @@ def _read(path: Path) -> np.ndarray:
 def run_bench(classifier: str | None = None, repeats: int = 30, modes: str = "both") -> dict:
     """Run the worker in a fresh process per thread mode; returns {"single_thread": ..., "all_cores": ...}."""
     wanted = {"single": ["single_thread"], "all": ["all_cores"], "both": ["single_thread", "all_cores"]}[modes]
-    report: dict = {"cpu_count": os.cpu_count()}
+    report: dict = {"cpu": cpu_info()}
     for mode in wanted:
         env = dict(os.environ, EMOTION_INTRA_OP_THREADS="1" if mode == "single_thread" else "0",
                    EMOTION_BENCH_T0=repr(time.time()))
