@@ -47,8 +47,13 @@ class Settings(BaseSettings):
     # while bounding the detector's activations (peak RSS) on large photos.
     detect_max_side: int = 1024
     # Video frames are detected at up to full HD: in a 1080p crowd the small faces score higher and logos
-    # and hair score lower than at 1024 px (fp_video.mp4), and a frame's size is bounded by the stream.
+    # and hair score lower than at 1024 px (fp_video.mp4). Larger frames are downscaled to this as they are
+    # decoded, and all the analysis (classification, tracking, identity) runs on them: memory stays bounded for
+    # any accepted frame size (a 36 MP frame is 108 MB as BGR).
     video_detect_max_side: int = 1920
+    # The annotated video is written at the source size up to this long side (a 6000x6000 or 8K source is
+    # written at 1920 px: the encoder's buffers scale with the frame).
+    video_annotate_max_side: int = 1920
     # An image where no face is found is detected again turned 30 degrees each way, then framed (emotion.core.engine):
     # tilted heads and tight crops. 2.6-7.7x the detection time on images without a face. Video frames never do.
     rotated_retry: bool = True
@@ -85,12 +90,13 @@ class Settings(BaseSettings):
     public_base_url: str = ""
     # `emotion serve` connections: a request's line and headers must arrive within http_header_timeout_s (else
     # closed), a body that stops arriving for http_body_timeout_s is closed, idle keep-alive connections close
-    # after http_keep_alive_s, and connections beyond http_max_connections are closed at once (half-sent
-    # sockets must not take every file descriptor).
+    # after http_keep_alive_s. Beyond http_max_connections (0: half the open-file limit, which serve raises
+    # to its hard limit at start; a larger value is lowered to that) the oldest connection still waiting for
+    # its headers is closed to make room: idle sockets must not take every file descriptor.
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 60.0
     http_keep_alive_s: int = 5
-    http_max_connections: int = 500
+    http_max_connections: int = 0
 
     # Storage / jobs
     storage: Literal["local", "s3"] = "local"
@@ -104,8 +110,9 @@ class Settings(BaseSettings):
     # activations: peak RSS on the Hamilton clip 187 MB with 1, 255 MB with 2.
     video_workers: int = 0
     # Video bounds, checked from the container before decoding and again while reading: frames over max_pixels
-    # are refused, as are videos longer than these (a 7 MB file can hold 6 h of tiny frames); sampled frames
-    # held at once are capped by bytes (a 36 MP frame is 108 MB), not only by batch_frames.
+    # are refused, as are videos longer than these (a 7 MB file can hold 6 h of tiny frames). Frames held at
+    # once are capped by bytes too: sampled frames in flight (at the analysis size), and the decoder's own
+    # full-size frames (its threads are cut for large frames: a 36 MP frame is 54 MB as YUV).
     video_max_duration_s: float = 3600.0
     video_max_frames: int = 216_000  # 1 h at 60 fps
     video_buffer_bytes: int = 256_000_000

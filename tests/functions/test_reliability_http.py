@@ -224,9 +224,11 @@ def test_responses_over_the_lambda_limit_are_a_typed_413(model_dir: Path):
 
 
 def test_half_sent_requests_time_out_and_connections_are_capped(model_dir: Path, tmp_path: Path):
+    """Over the cap the oldest half-sent connections are shed, so /healthz is answered while the flood is still
+    open; the rest are closed at the header timeout."""
     from emotion.api.server import serve_in_subprocess
 
-    env = _env(model_dir, tmp_path, EMOTION_HTTP_HEADER_TIMEOUT_S="1", EMOTION_HTTP_MAX_CONNECTIONS="50")
+    env = _env(model_dir, tmp_path, EMOTION_HTTP_HEADER_TIMEOUT_S="3", EMOTION_HTTP_MAX_CONNECTIONS="50")
     with serve_in_subprocess(env) as (base, _):
         host, port = base.split("//")[1].rstrip("/").split(":")
         sockets = []
@@ -234,7 +236,8 @@ def test_half_sent_requests_time_out_and_connections_are_capped(model_dir: Path,
             sock = socket.create_connection((host, int(port)))
             sock.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Le")
             sockets.append(sock)
-        time.sleep(2.5)  # past the header timeout: the server has closed them
+        assert httpx.get(base + "healthz", timeout=10).status_code == 200  # the flood is open: room was made
+        time.sleep(4.0)  # past the header timeout: the server has closed them all
         closed = 0
         for sock in sockets:
             sock.settimeout(2)
@@ -246,8 +249,38 @@ def test_half_sent_requests_time_out_and_connections_are_capped(model_dir: Path,
             except TimeoutError:
                 pass
             sock.close()
-        assert closed >= 50
+        assert closed == 60
         assert httpx.get(base + "healthz", timeout=10).status_code == 200
+
+
+def test_serve_raises_its_open_file_limit_and_answers_under_an_idle_socket_flood(model_dir: Path, tmp_path: Path):
+    """Started with a 256 open-file soft limit (a hard limit above it), the server raises the soft limit to the
+    hard one, so 1,100 idle half-sent connections fit under its cap and /healthz is answered while they are
+    open. (Before: accept() failed with EMFILE and /healthz got no answer until they closed.)"""
+    import resource
+
+    from emotion.api.server import serve_in_subprocess
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2600:
+        pytest.skip(f"the hard open-file limit ({hard}) leaves no room above the 1,100 test connections")
+    env = _env(model_dir, tmp_path, EMOTION_HTTP_HEADER_TIMEOUT_S="60")
+    sockets: list[socket.socket] = []
+    with serve_in_subprocess(env, open_files=(256, hard)) as (base, proc):
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        line = next(row for row in limits.splitlines() if row.startswith("Max open files")).split()
+        assert line[3] == line[4], line  # soft == hard
+        host, port = base.split("//")[1].rstrip("/").split(":")
+        for _ in range(1100):
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            sockets.append(sock)
+        for _ in range(5):
+            assert httpx.get(base + "healthz", timeout=10).status_code == 200
+        open_fds = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+        assert open_fds > 1100  # the idle connections are all still held (none shed: they fit)
+        for sock in sockets:
+            sock.close()
 
 
 def test_a_stalled_body_is_closed_and_a_slow_steady_one_is_answered(model_dir: Path, tmp_path: Path,
