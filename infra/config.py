@@ -24,6 +24,9 @@ SWEEP_HANDLER = "emotion.jobs.sweep.handler"
 #: Where the images keep the sha256-verified models (EMOTION_MODEL_DIR).
 IMAGE_MODEL_DIR = "/opt/models"
 
+#: GET paths of the web page and the API documentation: public while ``public_page`` is on.
+PAGE_PATHS = ("/", "/static/{proxy+}", "/docs", "/docs/{proxy+}", "/openapi.json")
+
 #: S3 key layout shared with the storage adapter.
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
@@ -49,6 +52,9 @@ class Config:
     # API
     stage_name: str = "prod"
     public_paths: list[str] = field(default_factory=lambda: ["/healthz"])  # GET without an API key
+    # The web page, its static files, /docs and /openapi.json without an API key (PAGE_PATHS); the page asks
+    # for a key when the API answers 401. False: they need the key like the API (no page for browsers).
+    public_page: bool = True
     api_rate_limit: float = 10.0  # usage plan, requests per second per key
     api_burst_limit: int = 20
     api_quota_per_day: int = 10_000

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     # HTTP API
     api_key: str | None = None  # when set, the app itself requires x-api-key (self-hosting)
+    # The web page, its static files, /docs and /openapi.json need no key (the page asks for one when the API
+    # answers 401). False: they need the key like the API, so browsers get no page (infra's public_page).
+    public_page: bool = True
     # Base URL of upload and status links (e.g. https://emotion.example.com); empty = API Gateway's own domain
     # from the event, or the local server's bound address. Never the request's Host header (spoofable).
     public_base_url: str = ""

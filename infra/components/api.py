@@ -8,14 +8,19 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.components.functions import log_group
-from infra.config import Config
+from infra.config import PAGE_PATHS, Config
+
+#: What API Gateway answers for a missing or wrong key: the service's 401 error JSON (its default is a bare
+#: 403 ``{"message": "Forbidden"}``), so the page and clients see the same answer as from ``emotion serve``.
+UNAUTHORIZED_BODY = '{"error": {"code": "unauthorized", "message": "missing or wrong x-api-key header"}}'
 
 #: Request bodies API Gateway must pass through as binary (images, multipart uploads).
 BINARY_MEDIA_TYPES = ["image/*", "multipart/form-data", "application/octet-stream"]
 
 
 class Api(Construct):
-    """REST API: every method needs an API key except the configured public paths (GET /healthz)."""
+    """REST API: every method needs an API key except GET on the configured public paths (/healthz) and, while
+    ``public_page`` is on, on the web page, its static files and the API documentation (``PAGE_PATHS``)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: Config, handler: lambda_.IFunction) -> None:
         super().__init__(scope, construct_id)
@@ -53,17 +58,27 @@ class Api(Construct):
         )
         integration = apigw.LambdaIntegration(handler, proxy=True)
         public_paths = {"/" + p.strip("/") for p in config.public_paths}
+        if config.public_page:
+            public_paths |= {"/" + p.strip("/") for p in PAGE_PATHS}
 
         root = self.rest_api.root
-        root.add_method("ANY", integration, api_key_required="/" not in public_paths)
+        # ANY on "/" with the key (add_proxy below would otherwise copy its ANY onto the root without one); a
+        # public root adds GET without the key (API Gateway prefers the explicit method).
+        root.add_method("ANY", integration, api_key_required=True)
         root.add_proxy(
             default_integration=integration,
             any_method=True,
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )
-        for path in sorted(public_paths - {"/"}):
+        for path in sorted(public_paths):
             root.resource_for_path(path).add_method("GET", integration, api_key_required=False)
 
+        self.rest_api.add_gateway_response(
+            "InvalidApiKey",
+            type=apigw.ResponseType.INVALID_API_KEY,
+            status_code="401",
+            templates={"application/json": UNAUTHORIZED_BODY},
+        )
         self.api_key = self.rest_api.add_api_key("ApiKey", description="Default key of the emotion API")
         self.usage_plan = self.rest_api.add_usage_plan(
             "UsagePlan",
@@ -88,7 +103,8 @@ class Api(Construct):
             Acknowledgment(
                 id="AwsSolutions-APIG4",
                 reason="Access is controlled by API keys and a usage plan (machine clients); only the public "
-                "health check (and, if configured, the static web page) is open.",
+                "health check and, unless public_page is off, the web page, its static files and the API "
+                "documentation are open (the page's API calls carry the key its user enters).",
             ),
             Acknowledgment(
                 id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -49,6 +49,7 @@ def service_environment(config: Config, storage: Storage, service: str) -> dict[
         "EMOTION_VIDEO_FPS": str(config.video_fps),
         # Job routing and the sweep: the API names upload keys by route (gpu-video only with the GPU path).
         "EMOTION_GPU_VIDEO": "true" if config.gpu_video else "false",
+        "EMOTION_PUBLIC_PAGE": "true" if config.public_page else "false",
         "EMOTION_LAMBDA_VIDEO_MAX_BYTES": str(config.lambda_video_max_bytes),
         "EMOTION_JOB_STALE_S": str(config.job_stale_s),
         "POWERTOOLS_SERVICE_NAME": service,

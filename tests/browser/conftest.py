@@ -24,10 +24,10 @@ CHROMIUM_ARGS = [
 
 
 def serve_fresh(data_dir: Path, **settings: str) -> Iterator[str]:
-    """`emotion serve --port 0` in a subprocess on its own data dir (no API key, extra EMOTION_* settings);
-    yields the URL it prints once it is ready."""
-    env = dict(os.environ, EMOTION_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **settings)
-    env.pop("EMOTION_API_KEY", None)
+    """`emotion serve --port 0` in a subprocess on its own data dir (no API key unless `settings` sets
+    EMOTION_API_KEY, extra EMOTION_* settings); yields the URL it prints once it is ready."""
+    env = {k: v for k, v in os.environ.items() if k != "EMOTION_API_KEY"}
+    env.update(EMOTION_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **settings)
     try:
         with serve_in_subprocess(env) as (url, _proc):
             yield url

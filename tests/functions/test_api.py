@@ -320,6 +320,27 @@ def test_api_key_required_when_configured(
     assert r.status_code == 200 and len(r.json()["faces"]) == 2
 
 
+PAGE_PATHS = ("/", "/static/app.js", "/static/jobs.js", "/docs", "/docs/swagger-ui.css", "/openapi.json")
+
+
+def test_page_and_docs_public_with_a_key_unless_switched_off(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("EMOTION_API_KEY", "s3cret-key")
+    get_settings.cache_clear()
+    with TestClient(create_app()) as c:  # public page (the default): no key needed for the page or the docs
+        for path in PAGE_PATHS:
+            assert c.get(path).status_code == 200, path
+        assert c.get("/v1/models").status_code == 401
+    settings_env.setenv("EMOTION_PUBLIC_PAGE", "false")
+    get_settings.cache_clear()
+    with TestClient(create_app()) as c:  # switched off: they need the key like the API
+        for path in PAGE_PATHS:
+            r = c.get(path)
+            assert r.status_code == 401 and error_of(r)["code"] == "unauthorized", path
+            assert c.get(path, headers={"x-api-key": "s3cret-key"}).status_code == 200, path
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/static/missing.js", headers={"x-api-key": "s3cret-key"}).status_code == 404
+
+
 def test_api_key_compare_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
     real = auth_module.hmac.compare_digest

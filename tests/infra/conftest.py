@@ -97,5 +97,6 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def synth_cpu_only(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """``gpu_video=false``: no Batch; every upload goes to the S3-trigger function."""
-    return _synth(tmp_path_factory.mktemp("cdk"), "cpu", {"gpu_video": False})
+    """The smallest deployment: ``gpu_video=false`` (no Batch; every upload goes to the S3-trigger function) and
+    ``public_page=false`` (no open web page: every method but GET /healthz needs the key)."""
+    return _synth(tmp_path_factory.mktemp("cdk"), "cpu", {"gpu_video": False, "public_page": False})

@@ -123,20 +123,43 @@ def test_lifecycle_rules_expire_uploads_and_results_from_context(synth: Synth) -
 # ---- API --------------------------------------------------------------------------------------------------
 
 
-def test_api_key_required_on_every_method_except_health(synth: Synth) -> None:
-    resources = synth.template["Resources"]
-    methods = synth.resources("AWS::ApiGateway::Method")
-    assert methods
-    public = []
-    for method in methods.values():
-        props = method["Properties"]
-        if props["HttpMethod"] == "OPTIONS":
-            continue
-        if not props.get("ApiKeyRequired", False):
-            resource_ids = _ref_ids(props["ResourceId"])
-            paths = {resources[r]["Properties"].get("PathPart") for r in resource_ids if r in resources}
-            public.append((props["HttpMethod"], paths))
-    assert public == [("GET", {"healthz"})], f"methods without an API key: {public}"
+def _resource_path(s: Synth, resource_id: Any) -> str:
+    """The path of an API Gateway resource reference (the root is the RestApi's RootResourceId)."""
+    if isinstance(resource_id, dict) and "Fn::GetAtt" in resource_id:
+        assert resource_id["Fn::GetAtt"][1] == "RootResourceId"
+        return "/"
+    props = s.template["Resources"][resource_id["Ref"]]["Properties"]
+    return _resource_path(s, props["ParentId"]).rstrip("/") + "/" + props["PathPart"]
+
+
+def _methods_without_key(s: Synth) -> set[tuple[str, str]]:
+    return {(m["Properties"]["HttpMethod"], _resource_path(s, m["Properties"]["ResourceId"]))
+            for m in s.resources("AWS::ApiGateway::Method").values()
+            if m["Properties"]["HttpMethod"] != "OPTIONS" and not m["Properties"].get("ApiKeyRequired", False)}
+
+
+def test_api_key_required_on_every_method_except_health_and_the_page(synth: Synth, synth_cpu_only: Synth) -> None:
+    # public_page on (the default): GET on the page, its static files and the API docs is open, nothing else.
+    assert _methods_without_key(synth) == {
+        ("GET", "/healthz"), ("GET", "/"), ("GET", "/static/{proxy+}"), ("GET", "/docs"),
+        ("GET", "/docs/{proxy+}"), ("GET", "/openapi.json"),
+    }
+    methods = {(m["Properties"]["HttpMethod"], _resource_path(synth, m["Properties"]["ResourceId"]))
+               for m in synth.resources("AWS::ApiGateway::Method").values()}
+    assert {("ANY", "/{proxy+}"), ("ANY", "/")} <= methods  # both with the key (checked above)
+    # public_page off: only the health check is open, and the function is told so.
+    assert _methods_without_key(synth_cpu_only) == {("GET", "/healthz")}
+    for s, public in ((synth, "true"), (synth_cpu_only, "false")):
+        api = s.template["Resources"][s.logical_id(s.stack.functions.api_function)]["Properties"]
+        assert api["Environment"]["Variables"]["EMOTION_PUBLIC_PAGE"] == public
+
+
+def test_missing_or_wrong_key_answers_the_service_401_json(synth: Synth) -> None:
+    _, response = synth.one("AWS::ApiGateway::GatewayResponse")
+    props = response["Properties"]
+    assert props["ResponseType"] == "INVALID_API_KEY" and props["StatusCode"] == "401"
+    body = json.loads(props["ResponseTemplates"]["application/json"])
+    assert body["error"]["code"] == "unauthorized" and body["error"]["message"]
 
 
 def test_usage_plan_throttle_and_quota_from_context(synth: Synth) -> None:

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import numpy as np
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from emotion import __version__
 from emotion.api import docs, jobs_routes, routes
+from emotion.api.auth import require_api_key
 from emotion.api.errors import install_error_handlers
 from emotion.api.middleware import RequestGuard, body_limit_for
 from emotion.api.openapi_docs import ERROR_RESPONSES
@@ -42,7 +42,8 @@ def warm_up() -> None:
 
 def create_app() -> FastAPI:
     """A new app instance (tests build their own after changing settings)."""
-    api_key = get_settings().api_key
+    settings = get_settings()
+    api_key = settings.api_key
     if api_key is not None and not api_key.strip():
         # An empty EMOTION_API_KEY used to switch auth off silently: refuse to start instead.
         raise RuntimeError("EMOTION_API_KEY is set but empty: set a key, or unset the variable to run without one")
@@ -65,13 +66,17 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # /docs is served from the pinned Swagger UI package (emotion.api.docs), not a CDN
         redoc_url=None,
+        openapi_url=None,  # served by emotion.api.docs with the page's dependencies
     )
+    # The page, its static files, /docs and /openapi.json: public by default (the page asks for the key when the
+    # API answers 401); behind the key like the API when the operator switches the public page off.
+    page_dependencies = [] if settings.public_page else [Depends(require_api_key)]
     app.add_middleware(RequestGuard, limits=body_limit_for(jobs_routes.body_limits.items()))
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.public_router)
-    app.include_router(docs.router)
-    app.mount("/static", StaticFiles(directory=routes.STATIC_DIR), name="static")
+    app.include_router(routes.page_router, dependencies=page_dependencies)
+    app.include_router(docs.router, dependencies=page_dependencies)
     app.include_router(jobs_routes.router, dependencies=routes.router.dependencies, responses=ERROR_RESPONSES)
     # The upload stand-in carries its own signed policy (no API key). Validation errors everywhere answer the
     # service's error JSON; document it instead of FastAPI's.

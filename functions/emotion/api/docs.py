@@ -1,4 +1,5 @@
-"""``/docs``: Swagger UI from files the service ships (the ``swagger-ui-bundle-v2`` package, pinned), not a CDN.
+"""``/docs`` and ``/openapi.json``: Swagger UI from files the service ships (the pinned ``swagger-ui-bundle-v2``
+package), not a CDN.
 
 Every URL in the page is relative, so the docs work behind an API Gateway stage prefix (``/prod/docs``), and
 the page's script (``static/docs.js``) points the "Try it out" requests at the same prefix.
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from swagger_ui_bundle import swagger_ui_path
 
 SWAGGER_UI_DIR = Path(str(swagger_ui_path))
@@ -60,3 +61,9 @@ def docs_asset(name: str) -> FileResponse:
     # The files change only with the pinned package version: let browsers keep them for a day.
     return FileResponse(SWAGGER_UI_DIR / name, media_type=ASSETS[name],
                         headers={**DOCS_HEADERS, "cache-control": "public, max-age=86400"})
+
+
+@router.get("/openapi.json")
+def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI description (served here rather than by FastAPI, so the page's dependencies apply to it)."""
+    return JSONResponse(request.app.openapi())

@@ -1,4 +1,7 @@
-"""The analysis routes (``/v1/analyze``, ``/v1/annotate``, ``/v1/models``), ``/healthz`` and the web page."""
+"""The analysis routes (``/v1/analyze``, ``/v1/annotate``, ``/v1/models``), ``/healthz`` and the web page.
+
+The page and its static files are on ``page_router``: public unless ``settings.public_page`` is off (the app
+then puts them behind the API key, as API Gateway does with infra's ``public_page``)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from emotion import __version__
 from emotion.api.auth import require_api_key
@@ -47,9 +51,11 @@ PAGE_HEADERS = {
 
 ClassifierName = Enum("ClassifierName", {n: n for n in classifier_names()}, type=str)  # type: ignore[misc]
 
-# Behind the API key (when one is set); the page and the health check are public.
+# Behind the API key (when one is set); the health check is public; the page is public unless switched off.
 router = APIRouter(dependencies=[Depends(require_api_key)])
 public_router = APIRouter()
+page_router = APIRouter(include_in_schema=False)
+_static_files = StaticFiles(directory=STATIC_DIR)
 
 
 def _classifier(value: Enum | None) -> str | None:
@@ -172,9 +178,15 @@ def healthz() -> Health:
     return Health(version=__version__, engine_loaded=engines_loaded() > 0)
 
 
-@public_router.get("/", include_in_schema=False)
+@page_router.get("/")
 def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+
+@page_router.get("/static/{path:path}")
+async def static(path: str, request: Request) -> Response:
+    """The page's scripts and styles (a route rather than a mount, so the page's dependencies apply)."""
+    return await _static_files.get_response(path, request.scope)
 
 
 def _prefers_png(accept: str) -> bool:

@@ -22,7 +22,8 @@
     drop: $("drop-zone"), file: $("file-input"), cameraButton: $("camera-button"), camera: $("camera"),
     video: $("camera-video"), cameraOverlay: $("camera-overlay"), live: $("live-button"), liveStats: $("live-stats"),
     snap: $("snap-button"), cameraClose: $("camera-close"), options: $("options"), classifier: $("classifier"),
-    minFace: $("min-face"), apiKey: $("api-key"), status: $("status"), error: $("error"), result: $("result"),
+    minFace: $("min-face"), apiKey: $("api-key"), keyPanel: $("key-panel"), keyForm: $("key-form"),
+    keyReason: $("key-reason"), keySet: $("key-set"), keyForget: $("key-forget"), status: $("status"), error: $("error"), result: $("result"),
     summary: $("summary"), resizeNote: $("resize-note"), stage: $("stage"), photo: $("photo"),
     overlay: $("overlay"), caption: $("caption"), faces: $("faces"), sizeLimit: $("size-limit"),
     downloadJson: $("download-json"), downloadAnnotated: $("download-annotated"),
@@ -32,13 +33,37 @@
     limits: { max_body_bytes: 6000000, max_pixels: 40000000, max_side: 20000 },
     classifierNames: {}, // model version → name, for the caption
     photoUrl: null, stream: null, busy: false, last: null, live: null,
+    retry: null, // what to run again once the user has entered an API key
   };
 
   // ---------------------------------------------------------------------------------------- API helpers
+  // The API key lives in sessionStorage only: this tab, until it closes. Never in localStorage or a cookie.
   function apiHeaders() {
-    const key = (els.apiKey && els.apiKey.value.trim()) || sessionStorage.getItem(KEY_STORAGE) || "";
+    const key = sessionStorage.getItem(KEY_STORAGE) || "";
     return key ? { "x-api-key": key } : {};
   }
+
+  function showKeyState() {
+    els.keySet.hidden = !sessionStorage.getItem(KEY_STORAGE);
+  }
+
+  // The API answered 401 (or API Gateway's bare 403): ask for a key, and run `retry` once one is entered.
+  // A key that was sent and refused is dropped, so a reload asks again instead of failing again.
+  function askForKey(retry) {
+    const refused = Boolean(sessionStorage.getItem(KEY_STORAGE));
+    sessionStorage.removeItem(KEY_STORAGE);
+    showKeyState();
+    els.keyReason.textContent = refused
+      ? "The key you entered was not accepted. Check it and enter it again."
+      : "Enter your API key to analyse photos and videos here; the page itself needs none.";
+    if (retry) state.retry = retry;
+    const wasHidden = els.keyPanel.hidden;
+    els.keyPanel.hidden = false;
+    if (wasHidden) els.keyPanel.scrollIntoView({ block: "nearest" });
+    els.apiKey.focus();
+  }
+
+  const needsKey = (response) => response.status === 401 || response.status === 403;
 
   const FRIENDLY = {
     unsupported_media_type: "That file is not a photo the service can read. Use a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC image.",
@@ -46,14 +71,16 @@
     empty_input: "The file is empty: there is no photo in it.",
     image_too_large: "The photo is too large.",
     image_too_small: "The photo is too small to find faces in.",
-    unauthorized: "This server needs an API key. Enter it under Options, then try again.",
+    unauthorized: "This service needs an API key: enter it above.",
     bad_parameter: "An option is not valid.",
     model_unavailable: "The server is not ready: its models are missing.",
     too_many_requests: "The server is busy. Wait a moment and try again.",
   };
 
-  // A sentence for a failed response: {"error": {"code", "message"}} when the service answered it.
-  async function describeError(response) {
+  // A sentence for a failed response: {"error": {"code", "message"}} when the service answered it. A 401 (or
+  // API Gateway's 403) also opens the key form; `retry` runs once a key is entered.
+  async function describeError(response, retry) {
+    if (needsKey(response)) askForKey(retry);
     let code = "";
     let message = "";
     try {
@@ -423,8 +450,7 @@
         return;
       }
       if (!response.ok) {
-        if (response.status === 401) els.options.open = true;
-        showError(await describeError(response));
+        showError(await describeError(response, () => analyze(file, name)));
         return;
       }
       let result = await response.json();
@@ -510,12 +536,25 @@
     if (items.length) takeFile(items[0]);
   });
 
-  els.apiKey.value = sessionStorage.getItem(KEY_STORAGE) || "";
-  els.apiKey.addEventListener("change", () => {
+  els.keyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
     const key = els.apiKey.value.trim();
-    if (key) sessionStorage.setItem(KEY_STORAGE, key); else sessionStorage.removeItem(KEY_STORAGE);
-    loadModels();
+    if (!key) return;
+    sessionStorage.setItem(KEY_STORAGE, key);
+    els.apiKey.value = "";
+    els.keyPanel.hidden = true;
+    clearError();
+    showKeyState();
+    if (!(await loadModels())) return; // refused: the form is open again, the retry still waits
+    const retry = state.retry;
+    state.retry = null;
+    if (retry) retry();
   });
+  els.keyForget.addEventListener("click", () => {
+    sessionStorage.removeItem(KEY_STORAGE);
+    showKeyState();
+  });
+  showKeyState();
 
   // ---------------------------------------------------------------------------------------------- webcam
   function grabFrame(width) {
@@ -660,10 +699,16 @@
   els.cameraClose.addEventListener("click", stopCamera);
 
   // -------------------------------------------------------------------------------------------- models
+  // The classifiers and limits; also how the page learns on load that the API needs a key. False when the
+  // key was refused (the key form is open again).
   async function loadModels() {
     try {
       const response = await fetch("v1/models", { headers: apiHeaders() });
-      if (!response.ok) return;
+      if (needsKey(response)) {
+        askForKey(null);
+        return false;
+      }
+      if (!response.ok) return true;
       const info = await response.json();
       if (info.limits) {
         state.limits = info.limits;
@@ -678,7 +723,10 @@
       }
       els.classifier.replaceChildren(...options);
       els.classifier.value = current;
+      window.emotionApi.models = info; // for jobs.js, which also hears the event when the list changes
+      document.dispatchEvent(new CustomEvent("emotion:models", { detail: info }));
     } catch (_) { /* the page works without the list */ }
+    return true;
   }
   loadModels();
 })();

@@ -55,15 +55,19 @@
     return { form, input, classifier, fps, button, status, progress, error, result };
   }
 
-  async function fillClassifiers(select) {
-    try {
-      const resp = await fetch("v1/models", { headers: api().headers() });
-      if (!resp.ok) return;
-      const body = await resp.json();
-      for (const m of body.models || []) {
-        if (m.role === "classifier" && m.available !== false) select.append(el("option", { value: m.name }, m.name));
+  // The classifiers the photo part of the page loaded (app.js), again whenever it reloads them (a key entered).
+  function fillClassifiers(select) {
+    const fill = (info) => {
+      const current = select.value;
+      const options = [el("option", { value: "" }, "server default")];
+      for (const m of (info && info.models) || []) {
+        if (m.role === "classifier" && m.available !== false) options.push(el("option", { value: m.name }, m.name));
       }
-    } catch (_) { /* the default stays available */ }
+      select.replaceChildren(...options);
+      if (options.some((o) => o.value === current)) select.value = current;
+    };
+    document.addEventListener("emotion:models", (event) => fill(event.detail));
+    if (window.emotionApi && window.emotionApi.models) fill(window.emotionApi.models);
   }
 
   async function postJson(url, body) {
@@ -261,7 +265,7 @@
           fps: ui.fps.value === "all" ? "all" : Number(ui.fps.value) };
         if (ui.classifier.value) request.classifier = ui.classifier.value;
         const resp = await postJson("v1/jobs", request);
-        if (!resp.ok) throw new Error(await api().describeError(resp));
+        if (!resp.ok) throw new Error(await api().describeError(resp, () => ui.form.requestSubmit()));
         const job = await resp.json();
         ui.status.textContent = "Uploading…";
         await upload(job, file);
