@@ -132,6 +132,18 @@ class Settings(BaseSettings):
     job_image_max_bytes: int = 60_000_000  # image jobs: declared (and so uploaded) size at most this
     job_sweep_interval_s: float = 60.0  # local mode: how often the sweep looks for stale or lost jobs
 
+    # Collections (an archive of many photos, emotion.jobs.collection): checked as a whole before any work
+    # (entries, unpacked bytes), entry by entry (compression ratio, bytes; pixels by the image guards above),
+    # then analysed in chunks of at most this many images and bytes, on AWS one SQS message per chunk.
+    collection_max_images: int = 10_000
+    collection_max_uncompressed_bytes: int = 2_000_000_000
+    collection_max_ratio: float = 100.0  # an entry over 1 MB unpacking to more than this x its packed size
+    collection_chunk_images: int = 50
+    collection_chunk_bytes: int = 64_000_000
+    collection_queue_url: str = ""  # AWS: the SQS queue of chunk messages (set by the stack)
+    # Local mode: chunks analysed at once by the embedded worker (0 = the engine slots of `emotion serve`).
+    collection_workers: int = 0
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -64,8 +64,10 @@ def test_errors_are_documented(spec: dict) -> None:
 def test_the_job_result_is_typed(spec: dict) -> None:
     result = spec["components"]["schemas"]["JobStatus"]["properties"]["result"]
     refs = {ref["$ref"].rsplit("/", 1)[-1] for ref in result["anyOf"][0]["oneOf"]}
-    assert refs == {"ImageJobResult", "VideoJobResult"}
+    assert refs == {"ImageJobResult", "VideoJobResult", "CollectionJobResult"}
     assert "tracks" in spec["components"]["schemas"]["VideoJobResult"]["properties"]
+    assert "dominant_emotions" in spec["components"]["schemas"]["CollectionJobResult"]["properties"]
+    assert "faces_csv" in spec["components"]["schemas"]["CollectionFiles"]["properties"]
 
 
 def test_photo_probabilities_have_four_decimals(client: TestClient, scenes: Path) -> None:

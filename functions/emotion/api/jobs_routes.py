@@ -78,7 +78,40 @@ class VideoJobResult(VideoResult):
     kind: Literal["video"]
 
 
-JobResult = Annotated[ImageJobResult | VideoJobResult, Field(discriminator="kind")]
+class CollectionJobResult(BaseModel):
+    """``summary.json`` of a collection (an archive of many photos)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["collection"]
+    images: int = Field(description="files analysed or failed (folders and macOS metadata files are skipped)")
+    analysed: int
+    faces: int
+    images_without_face: int
+    failed: int
+    failures_by_code: dict[str, int]
+    failures: list[dict[str, str]] = Field(description="each failed image and its error code")
+    dominant_emotions: dict[str, int] = Field(description="faces per dominant emotion")
+    mean_probabilities: dict[str, float] = Field(description="mean probability of each emotion over every face")
+    skipped: int = 0
+
+
+JobResult = Annotated[ImageJobResult | VideoJobResult | CollectionJobResult, Field(discriminator="kind")]
+
+
+class CollectionProgress(BaseModel):
+    total: int | None = Field(None, description="images in the archive (once it has been checked)")
+    done: int = Field(description="images analysed or failed so far")
+    failed: int = Field(description="images that failed so far (each is a row with its error code)")
+    chunks: int | None = None
+    chunks_done: int = 0
+
+
+class CollectionFiles(BaseModel):
+    """Presigned GETs of a finished collection's three files."""
+
+    results_jsonl: str
+    faces_csv: str
+    summary_json: str
 
 
 class JobStatus(BaseModel):
@@ -92,6 +125,8 @@ class JobStatus(BaseModel):
     result: JobResult | None = Field(None, description="the analysis (image) or video result when small")
     result_url: str | None = Field(None, description="presigned GET of result.json when too large to inline")
     annotated_url: str | None = None
+    collection: CollectionProgress | None = Field(None, description="collections: images done / total, failures")
+    files: CollectionFiles | None = Field(None, description="collections: results.jsonl, faces.csv, summary.json")
     error: JobError | None = None
 
 
@@ -146,6 +181,8 @@ async def get_job(request: Request, job_id: str = JOB_ID_PATH) -> JobStatus:
     for name in ("result_url", "annotated_url"):
         if view.get(name):
             view[name] = _absolute(request, view[name])
+    if view.get("files"):
+        view["files"] = {name: _absolute(request, url) for name, url in view["files"].items()}
     return JobStatus(**view)
 
 
@@ -319,6 +356,6 @@ def local_file(role: str, key: str, expires: int = Query(...), signature: str = 
     path = storage.path(role, key)  # type: ignore[arg-type]
     if not path.is_file():
         raise NotFound("no such file")
-    media = {".json": "application/json", ".mp4": "video/mp4", ".jpg": "image/jpeg"}.get(path.suffix,
-                                                                                       "application/octet-stream")
+    media = {".json": "application/json", ".mp4": "video/mp4", ".jpg": "image/jpeg", ".csv": "text/csv",
+             ".jsonl": "application/x-ndjson"}.get(path.suffix, "application/octet-stream")
     return FileResponse(path, media_type=media, filename=path.name)

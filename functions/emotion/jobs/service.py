@@ -9,8 +9,9 @@ processing error is recorded in the status and never re-raised, so a poison inpu
 Nothing waits forever: :func:`sweep` (a scheduled Lambda on AWS; at start-up and periodically in local mode)
 redelivers stale ``processing`` jobs and uploaded-but-unprocessed ``pending`` ones, fails jobs that used up
 their attempts, and fails pending jobs whose upload never came. The upload's key is named by its route
-(``uploads/{id}/input.image|video|gpu-video``) so every kind reaches a worker; the pipeline that runs is
-chosen from the bytes (sniffed), not from the declared type.
+(``uploads/{id}/input.image|video|gpu-video|collection``) so every kind reaches a worker; the pipeline that runs
+is chosen from the bytes (sniffed), not from the declared type, except for collections (archives of many photos,
+:mod:`emotion.jobs.collection`), whose upload's worker only plans chunks that other workers analyse.
 """
 
 from __future__ import annotations
@@ -43,14 +44,17 @@ from emotion.storage.base import (
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-UPLOAD_KEY = re.compile(r"^uploads/([0-9a-f]{32})/input\.(image|video|gpu-video)$")
+UPLOAD_KEY = re.compile(r"^uploads/([0-9a-f]{32})/input\.(image|video|gpu-video|collection)$")
 STATUS_KEY = re.compile(r"^jobs/([0-9a-f]{32})\.json$")
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/mpeg")
+ARCHIVE_TYPES = ("application/zip", "application/x-zip-compressed", "application/x-tar")
 
 Status = Literal["pending", "processing", "succeeded", "failed"]
-Outcome = Literal["ignored", "unknown_job", "duplicate", "in_progress", "upload_missing", "succeeded", "failed"]
+Outcome = Literal["ignored", "unknown_job", "duplicate", "in_progress", "upload_missing", "succeeded", "failed",
+                  "planned"]
+Kind = Literal["image", "video", "collection"]
 
 
 class JobNotFound(EmotionError):
@@ -74,13 +78,15 @@ def _age_s(stamp: str, now: float | None = None) -> float:
         return float("inf")
 
 
-def kind_of(content_type: str) -> Literal["image", "video"]:
+def kind_of(content_type: str) -> Kind:
     if content_type in IMAGE_TYPES:
         return "image"
     if content_type in VIDEO_TYPES:
         return "video"
-    raise UnsupportedMediaType(
-        f"content type {content_type!r} is not accepted; use one of {', '.join(IMAGE_TYPES + VIDEO_TYPES)}")
+    if content_type in ARCHIVE_TYPES:
+        return "collection"
+    raise UnsupportedMediaType(f"content type {content_type!r} is not accepted; use one of "
+                               f"{', '.join(IMAGE_TYPES + VIDEO_TYPES + ARCHIVE_TYPES)}")
 
 
 def check_job_id(job_id: str) -> str:
@@ -103,9 +109,11 @@ def write_record(record: dict[str, Any], storage: Storage | None = None) -> None
                                          "application/json")
 
 
-def upload_route(kind: Literal["image", "video"], size: int) -> Route:
+def upload_route(kind: Kind, size: int) -> Route:
     """Which worker takes an upload of this kind and declared size; refuses what no worker could take."""
     settings = get_settings()
+    if kind == "collection":
+        return "collection"
     if kind == "image":
         if size > settings.job_image_max_bytes:
             raise UploadTooLarge(f"image jobs are limited to {settings.job_image_max_bytes:,} bytes")
@@ -161,7 +169,17 @@ def get_job(job_id: str, storage: Storage | None = None) -> dict[str, Any]:
         raise JobNotFound(f"no job {job_id}")
     view: dict[str, Any] = {key: record.get(key) for key in (
         "job_id", "status", "progress", "created_at", "updated_at", "kind", "filename", "error")}
-    view.update(result=None, result_url=None, annotated_url=None)
+    view.update(result=None, result_url=None, annotated_url=None, collection=None, files=None)
+    if record.get("kind") == "collection":
+        from emotion.jobs.collection import file_keys, progress
+
+        view["collection"] = progress(record, storage)
+        if view["collection"]["total"]:
+            view["progress"] = round(view["collection"]["done"] / view["collection"]["total"], 4) \
+                if record["status"] != "succeeded" else 1.0
+        if record["status"] == "succeeded":
+            view["files"] = {name: storage.presigned_get(RESULTS, key, settings.job_url_expires_s)
+                             for name, key in file_keys(job_id).items()}
     if record["status"] == "succeeded" and record.get("result_key"):
         size = storage.size(RESULTS, record["result_key"]) or 0
         if size <= settings.job_inline_result_bytes:
@@ -204,8 +222,9 @@ def process_upload(key: str, storage: Storage | None = None, allow_large_video: 
     if record is None or record.get("input_key") != key:
         log.warning("upload without a matching job", extra={"job_id": job_id})
         return "unknown_job"
-    if record["status"] in ("succeeded", "failed"):
-        log.info("duplicate delivery for a finished job", extra={"job_id": job_id, "status": record["status"]})
+    if record["status"] in ("succeeded", "failed") or record.get("stage") == "chunks":
+        log.info("duplicate delivery for a finished or planned job",
+                 extra={"job_id": job_id, "status": record["status"]})
         return "duplicate"
     stale = settings.job_stale_s if stale_s is None else stale_s
     if record["status"] == "processing" and _age_s(record["updated_at"]) < stale:
@@ -230,6 +249,9 @@ def process_upload(key: str, storage: Storage | None = None, allow_large_video: 
     log.info("processing", extra={"job_id": job_id, "kind": record["kind"], "size": size, "attempt": attempt})
     started = time.perf_counter()
     try:
+        if record["kind"] == "collection":
+            _plan(record, storage)
+            return "planned"
         _run(record, size, storage, allow_large_video)
     except EmotionError as exc:
         _fail(record, exc.code, exc.message, storage)
@@ -266,6 +288,13 @@ def sweep(redeliver: Callable[[str], None], storage: Storage | None = None, stal
         if record is None or record.get("status") not in ("pending", "processing"):
             continue
         counts["seen"] += 1
+        if record.get("stage") == "chunks":
+            from emotion.jobs.collection import sweep_collection
+
+            action = sweep_collection(record, storage, stale, now)
+            if action in ("redelivered", "failed"):
+                counts[action] += 1
+            continue
         age = _age_s(record.get("updated_at", ""), now)
         key = str(record.get("input_key", ""))
         if age < stale:
@@ -293,6 +322,15 @@ def _fail(record: dict[str, Any], code: str, message: str, storage: Storage) -> 
     record.update(status="failed", error={"code": code, "message": message})
     write_record(record, storage)
     log.warning("job failed", extra={"job_id": record["job_id"], "code": code})
+
+
+def _plan(record: dict[str, Any], storage: Storage) -> None:
+    from emotion.jobs.collection import plan
+
+    with tempfile.TemporaryDirectory(prefix="emotion-job-", dir=job_temp_dir()) as tmp:
+        source = Path(tmp) / "input"
+        storage.download(INPUTS, record["input_key"], source)
+        plan(record, source, storage)
 
 
 def _run(record: dict[str, Any], size: int, storage: Storage, allow_large_video: bool = True) -> None:

@@ -1,5 +1,8 @@
 """The embedded (local mode) worker: an in-process queue standing in for S3 events and AWS Batch.
 
+Collection chunks (:mod:`emotion.jobs.collection`) run on a pool of ``collection_workers`` threads (default: the
+engine slots of ``emotion serve``), standing in for the SQS queue and chunk Lambdas.
+
 The queue itself is in memory, but the jobs are not: at start-up every job left ``processing`` (its worker
 died with the last process) or ``pending`` with its upload stored is queued again from storage, and the
 temp folders and half-received uploads of a killed process are removed. While running, the same
@@ -13,10 +16,12 @@ import queue
 import shutil
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from emotion.jobs.collection import process_chunk
 from emotion.jobs.service import job_temp_dir, process_upload, sweep
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,28 @@ class LocalWorker:
         self._queued: set[str] = set()  # keys waiting, so a sweep does not queue one twice
         self._lock = threading.Lock()
         self._recovering = False
+        self._chunks: ThreadPoolExecutor | None = None
+        self._chunks_queued: set[tuple[str, int]] = set()
+
+    def submit_chunks(self, job_id: str, chunks: list[int]) -> None:
+        """Queue collection chunks on the chunk threads (the local stand-in for SQS and the chunk Lambdas)."""
+        with self._lock:
+            if self._chunks is None:
+                self._chunks = ThreadPoolExecutor(_chunk_workers(), thread_name_prefix="emotion-chunk")
+            for chunk in chunks:
+                if (job_id, chunk) not in self._chunks_queued:
+                    self._chunks_queued.add((job_id, chunk))
+                    self._chunks.submit(self._run_chunk, job_id, chunk)
+
+    def _run_chunk(self, job_id: str, chunk: int) -> None:
+        try:
+            outcome = process_chunk(job_id, chunk)
+            log.debug("local chunk %s/%d: %s", job_id, chunk, outcome)
+        except Exception:  # noqa: BLE001 - the sweep sends a chunk that failed here again
+            log.exception("local worker: chunk %d of %s crashed", chunk, job_id)
+        finally:
+            with self._lock:
+                self._chunks_queued.discard((job_id, chunk))
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -52,6 +79,11 @@ class LocalWorker:
             self._queue.put(_STOP)
             self._thread.join(timeout)
             self._thread = None
+        with self._lock:
+            pool, self._chunks = self._chunks, None
+            self._chunks_queued.clear()
+        if pool is not None:  # chunks not started are sent again by the next start's sweep
+            pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def running(self) -> bool:
@@ -101,6 +133,17 @@ class LocalWorker:
         except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval
             log.exception("local worker: sweep failed")
             return {}
+
+
+def _chunk_workers() -> int:
+    from emotion.settings import get_settings
+
+    configured = get_settings().collection_workers
+    if configured > 0:
+        return configured
+    from emotion.api.limits import engine_slots
+
+    return engine_slots()
 
 
 def _remove_partial_uploads(inputs: Path) -> None:

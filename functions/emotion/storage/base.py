@@ -28,8 +28,9 @@ MAX_PRESIGN_S = 900  # presigned POSTs expire in at most 15 minutes
 
 #: Upload routes → key suffix: the S3 trigger Lambda takes images and (when the GPU path is off) videos up
 #: to ``lambda_video_max_bytes``; the Batch GPU job takes ``gpu-video``. Shared with infra/config.py.
-Route = Literal["image", "video", "gpu-video"]
-ROUTES: tuple[Route, ...] = ("image", "video", "gpu-video")
+#: ``collection`` (an archive of many photos) goes to the trigger function too, which plans its chunks.
+Route = Literal["image", "video", "gpu-video", "collection"]
+ROUTES: tuple[Route, ...] = ("image", "video", "gpu-video", "collection")
 JOBS_PREFIX = "jobs/"
 
 
