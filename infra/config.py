@@ -20,6 +20,8 @@ S3_TRIGGER_HANDLER = "emotion.jobs.s3_trigger.handler"
 VIDEO_JOB_MODULE = "emotion.jobs.video_job"
 #: The scheduled sweep of stale and lost jobs.
 SWEEP_HANDLER = "emotion.jobs.sweep.handler"
+#: The collection chunk worker (SQS event source).
+COLLECTION_WORKER_HANDLER = "emotion.jobs.collection_worker.handler"
 
 #: Where the images keep the sha256-verified models (EMOTION_MODEL_DIR).
 IMAGE_MODEL_DIR = "/opt/models"
@@ -36,6 +38,9 @@ JOBS_PREFIX = "jobs/"
 IMAGE_UPLOAD_SUFFIX = "/input.image"  # -> S3 trigger function
 VIDEO_UPLOAD_SUFFIX = "/input.video"  # -> S3 trigger function (gpu_video off; size-capped at job creation)
 GPU_VIDEO_UPLOAD_SUFFIX = "/input.gpu-video"  # -> AWS Batch GPU job (gpu_video on)
+COLLECTION_UPLOAD_SUFFIX = "/input.collection"  # -> S3 trigger function, which plans the chunks
+#: Chunk inputs the planner writes next to a collection's upload: uploads/<job id>/chunks/<n>.tar.
+CHUNK_INPUTS_PATTERN = "uploads/*/chunks/*"
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,13 @@ class Config:
     sweep_interval_minutes: int = 5
     lambda_video_max_bytes: int = 200_000_000  # gpu_video off: larger videos are refused at job creation
 
+    # Collections: chunks of images through SQS to the chunk worker, at most collection_max_concurrency at once
+    collection_chunk_images: int = 50
+    collection_max_concurrency: int = 10
+    collection_worker_memory_mb: int = 2048
+    collection_worker_timeout_s: int = 180
+    collection_max_receive_count: int = 3  # deliveries of one chunk message before it goes to the DLQ
+
     # GPU video on AWS Batch
     gpu_video: bool = True
     gpu_instance_types: list[str] = field(default_factory=lambda: ["g4dn.xlarge", "g5.xlarge"])
@@ -110,6 +122,11 @@ class Config:
             raise ValueError("video_job_retry_attempts must be 1..10 (AWS Batch limit)")
         if self.job_stale_s <= self.trigger_timeout_s:
             raise ValueError("job_stale_s must exceed trigger_timeout_s, or the sweep redelivers jobs still running")
+        if not 2 <= self.collection_max_concurrency <= 1000:
+            raise ValueError("collection_max_concurrency must be 2..1000 (SQS event source maximum concurrency)")
+        if self.job_stale_s <= 6 * self.collection_worker_timeout_s:
+            raise ValueError("job_stale_s must exceed the chunk queue's visibility timeout (6 x "
+                             "collection_worker_timeout_s), or the sweep resends chunks SQS is about to redeliver")
         if self.api_timeout_s > 29:
             raise ValueError("api_timeout_s above 29 s is cut off by API Gateway's integration timeout")
 

@@ -35,6 +35,8 @@ class EmotionServiceStack(Stack):
         self.monitoring.alarm_function("TriggerFunction", self.functions.trigger_function)
         self.monitoring.alarm_function("SweepFunction", self.functions.sweep_function)
         self.monitoring.alarm_queue_depth("TriggerDlq", self.functions.dead_letter_queue)
+        self.monitoring.alarm_function("CollectionWorkerFunction", self.functions.collection_function)
+        self.monitoring.alarm_queue_depth("CollectionDlq", self.functions.collection_dlq)
         self.monitoring.alarm_api_errors(self.api.rest_api.metric_server_error(period=PERIOD, statistic="Sum"))
 
         self.video: GpuVideo | None = None

@@ -1,4 +1,5 @@
-"""The CPU container image and the Lambda functions built from it (API, S3 trigger, scheduled job sweep)."""
+"""The CPU container image and the Lambda functions built from it (API, S3 trigger, scheduled job sweep, and the
+collection chunk worker behind its SQS queue)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -20,6 +22,9 @@ from constructs import Construct
 from infra.components.storage import Storage
 from infra.config import (
     API_HANDLER,
+    CHUNK_INPUTS_PATTERN,
+    COLLECTION_UPLOAD_SUFFIX,
+    COLLECTION_WORKER_HANDLER,
     IMAGE_MODEL_DIR,
     IMAGE_UPLOAD_SUFFIX,
     JOBS_PREFIX,
@@ -130,6 +135,33 @@ class Functions(Construct):
                 str(REPO_ROOT), file=LAMBDA_DOCKERFILE, platform=platform, cmd=[handler]
             )
 
+        # ---- Collection chunk queue (the planner in the trigger function sends, the chunk worker consumes) ---
+        self.collection_dlq = dead_letter_queue(
+            self,
+            "CollectionChunkFailures",
+            "This queue is itself the dead-letter queue of the collection chunk queue; a DLQ of a DLQ would only "
+            "hide failures. Its depth is alarmed, and the sweep fails collections whose chunks never finish.",
+        )
+        self.collection_queue = sqs.Queue(
+            self,
+            "CollectionChunks",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # AWS's guidance for SQS event sources: at least six times the function's timeout.
+            visibility_timeout=Duration.seconds(6 * config.collection_worker_timeout_s),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=config.collection_max_receive_count, queue=self.collection_dlq
+            ),
+        )
+
+        def environment(service: str) -> dict[str, str]:
+            return {
+                **service_environment(config, storage, service),
+                "EMOTION_COLLECTION_QUEUE_URL": self.collection_queue.queue_url,
+                "EMOTION_COLLECTION_CHUNK_IMAGES": str(config.collection_chunk_images),
+            }
+
         # ---- API function -------------------------------------------------------------------------------
         self.api_role = self._role("ApiRole", "Runs the emotion API function")
         self.api_log_group = log_group(self, "ApiLogs", config)
@@ -145,7 +177,7 @@ class Functions(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.api_log_group,
             role=self.api_role,
-            environment=service_environment(config, storage, "emotion-api"),
+            environment=environment("emotion-api"),
         )
         self.api_log_group.grant_write(self.api_role)
         grant_prefixes(
@@ -178,21 +210,61 @@ class Functions(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.trigger_log_group,
             role=self.trigger_role,
-            environment=service_environment(config, storage, "emotion-s3-trigger"),
+            environment=environment("emotion-s3-trigger"),
             retry_attempts=config.trigger_retry_attempts,
             max_event_age=Duration.hours(6),
             on_failure=destinations.SqsDestination(self.dead_letter_queue),
         )
         self.trigger_log_group.grant_write(self.trigger_role)
         grant_job_access(self.trigger_role, storage)
+        # The collection planner: writes each chunk's images next to the upload, and sends the chunk messages.
+        self.trigger_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[storage.inputs.arn_for_objects(CHUNK_INPUTS_PATTERN)]))
+        self.collection_queue.grant_send_messages(self.trigger_role)
 
         destination = s3n.LambdaDestination(self.trigger_function)
         # The keys are the service's own (uploads/<id>/input.<route>): one exact suffix per route the
         # function takes. gpu-video uploads match neither and go to Batch (GpuVideo's EventBridge rule).
-        for suffix in (IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX):
+        for suffix in (IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX, COLLECTION_UPLOAD_SUFFIX):
             storage.inputs.add_event_notification(
                 s3.EventType.OBJECT_CREATED, destination, s3.NotificationKeyFilter(prefix=UPLOADS_PREFIX, suffix=suffix)
             )
+
+        # ---- Collection chunk worker --------------------------------------------------------------------
+        # One chunk per invocation; SQS delivers a failed or dead chunk again, then dead-letters it. The event
+        # source's maximum concurrency bounds how many run at once (and so the load on the account's Lambdas).
+        self.collection_role = self._role("CollectionWorkerRole", "Runs the emotion collection chunk worker")
+        self.collection_log_group = log_group(self, "CollectionWorkerLogs", config)
+        self.collection_function = lambda_.DockerImageFunction(
+            self,
+            "CollectionWorkerFunction",
+            description="Emotion collection chunk worker: analyses one chunk of a collection, merges the last",
+            code=code(COLLECTION_WORKER_HANDLER),
+            architecture=self.architecture,
+            memory_size=config.collection_worker_memory_mb,
+            timeout=Duration.seconds(config.collection_worker_timeout_s),
+            reserved_concurrent_executions=config.collection_max_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.collection_log_group,
+            role=self.collection_role,
+            environment=environment("emotion-collection-worker"),
+        )
+        self.collection_log_group.grant_write(self.collection_role)
+        self.collection_function.add_event_source(event_sources.SqsEventSource(
+            self.collection_queue,
+            batch_size=1,
+            max_concurrency=config.collection_max_concurrency,
+            report_batch_item_failures=True,
+        ))
+        self.collection_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[storage.inputs.arn_for_objects(CHUNK_INPUTS_PATTERN)]))
+        grant_prefixes(
+            self.collection_role,
+            # Chunk results, the merged files and the job record (read; written once merged) and heartbeat.
+            read=[(storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
+            write=[(storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
+            list_results=storage.results,
+        )
 
         # ---- Scheduled sweep ----------------------------------------------------------------------------
         # Jobs whose worker died (timeout, out of memory) or whose event was lost are redelivered by an
@@ -212,17 +284,19 @@ class Functions(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.sweep_log_group,
             role=self.sweep_role,
-            environment=service_environment(config, storage, "emotion-sweep"),
+            environment=environment("emotion-sweep"),
             retry_attempts=0,  # the next scheduled run is the retry
         )
         self.sweep_log_group.grant_write(self.sweep_role)
         grant_prefixes(
             self.sweep_role,
-            # GetObject + PutObject on uploads/ is the in-place copy; job records are read and failed.
-            read=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)],
-            write=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)],
+            # GetObject + PutObject on uploads/ is the in-place copy; job records are read and failed; a
+            # collection whose chunks are all done is merged (chunk results read, the three files written).
+            read=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
+            write=[(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
             list_results=storage.results,
         )
+        self.collection_queue.grant_send_messages(self.sweep_role)  # missing chunks are sent again
         self.sweep_rule = events.Rule(
             self,
             "SweepSchedule",
@@ -231,14 +305,19 @@ class Functions(Construct):
         )
         self.sweep_rule.add_target(targets.LambdaFunction(self.sweep_function, retry_attempts=0))
 
-        for role in (self.api_role, self.trigger_role, self.sweep_role):
+        for role in (self.api_role, self.trigger_role, self.sweep_role, self.collection_role):
             _acknowledge_xray(role)
         acknowledge_prefix_grants(
             self.api_role,
             [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX), (storage.results, RESULTS_PREFIX)],
         )
         acknowledge_prefix_grants(self.trigger_role, job_grants(storage))
-        acknowledge_prefix_grants(self.sweep_role, [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX)])
+        acknowledge_prefix_grants(self.sweep_role, [(storage.inputs, UPLOADS_PREFIX), (storage.results, JOBS_PREFIX),
+                                                    (storage.results, RESULTS_PREFIX)])
+        acknowledge_prefix_grants(self.collection_role, [(storage.results, JOBS_PREFIX),
+                                                         (storage.results, RESULTS_PREFIX)])
+        for role in (self.trigger_role, self.collection_role):
+            acknowledge_prefix_grants(role, [(storage.inputs, CHUNK_INPUTS_PATTERN.removesuffix("*"))])
 
     def _role(self, construct_id: str, description: str) -> iam.Role:
         return iam.Role(

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.config import GPU_VIDEO_UPLOAD_SUFFIX, IMAGE_UPLOAD_SUFFIX, SWEEP_HANDLER, VIDEO_UPLOAD_SUFFIX, Config
+from infra.config import (
+    COLLECTION_UPLOAD_SUFFIX,
+    GPU_VIDEO_UPLOAD_SUFFIX,
+    IMAGE_UPLOAD_SUFFIX,
+    SWEEP_HANDLER,
+    VIDEO_UPLOAD_SUFFIX,
+    Config,
+)
 from tests.infra.conftest import Synth
+
+SUFFIXES = (IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX, GPU_VIDEO_UPLOAD_SUFFIX, COLLECTION_UPLOAD_SUFFIX)
 
 
 def _statements(synth: Synth, role: Any) -> list[dict[str, Any]]:
@@ -26,9 +35,10 @@ def test_route_suffixes_are_the_keys_the_job_api_names():
     assert keys["image"].endswith(IMAGE_UPLOAD_SUFFIX)
     assert keys["video"].endswith(VIDEO_UPLOAD_SUFFIX)
     assert keys["gpu-video"].endswith(GPU_VIDEO_UPLOAD_SUFFIX)
+    assert keys["collection"].endswith(COLLECTION_UPLOAD_SUFFIX)
     # No route's key matches another route's filter (S3 suffix filters must not overlap).
     for route, key in keys.items():
-        matching = [s for s in (IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX, GPU_VIDEO_UPLOAD_SUFFIX) if key.endswith(s)]
+        matching = [s for s in SUFFIXES if key.endswith(s)]
         assert len(matching) == 1, (route, matching)
 
 
@@ -38,7 +48,7 @@ def test_every_route_has_exactly_one_consumer(synth: Synth, synth_cpu_only: Synt
         lambda_suffixes = [r["Value"] for e in notifications["Properties"]["NotificationConfiguration"]
                            ["LambdaFunctionConfigurations"] for r in e["Filter"]["Key"]["FilterRules"]
                            if r["Name"] == "suffix"]
-        assert sorted(lambda_suffixes) == sorted([IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX])
+        assert sorted(lambda_suffixes) == sorted([IMAGE_UPLOAD_SUFFIX, VIDEO_UPLOAD_SUFFIX, COLLECTION_UPLOAD_SUFFIX])
         batch_rules = [r for r in s.resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]
                        and r["Properties"]["EventPattern"].get("source") == ["aws.s3"]]
         assert len(batch_rules) == (1 if batch else 0)

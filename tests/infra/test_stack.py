@@ -267,7 +267,7 @@ def test_s3_trigger_has_encrypted_dlq_and_retry_limit(synth: Synth) -> None:
 
 def test_every_queue_is_encrypted_and_tls_only(synth: Synth) -> None:
     queues = synth.resources("AWS::SQS::Queue")
-    assert len(queues) == 2  # trigger DLQ, EventBridge->Batch DLQ
+    assert len(queues) == 4  # trigger DLQ, EventBridge->Batch DLQ, collection chunk queue and its DLQ
     policies = synth.resources("AWS::SQS::QueuePolicy").values()
     for logical_id, queue in queues.items():
         assert queue["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue["Properties"]
@@ -306,13 +306,14 @@ def test_uploads_notify_trigger_by_route_when_gpu_video_on(synth: Synth) -> None
         assert filters["prefix"] == "uploads/"
         suffixes.add(filters["suffix"])
     # Keys are named by route by the job API (uploads/<id>/input.<route>), never by the client's file name.
-    assert suffixes == {"/input.image", "/input.video"}, "gpu-video uploads must go to Batch, not the Lambda"
+    assert suffixes == {"/input.image", "/input.video", "/input.collection"}, \
+        "gpu-video uploads must go to Batch, not the Lambda"
     assert "EventBridgeConfiguration" in config
 
 
 def test_gpu_video_off_routes_images_and_videos_to_the_trigger(synth_cpu_only: Synth) -> None:
     config, entries = _lambda_notifications(synth_cpu_only)
-    assert {_filters(e)["suffix"] for e in entries} == {"/input.image", "/input.video"}
+    assert {_filters(e)["suffix"] for e in entries} == {"/input.image", "/input.video", "/input.collection"}
     assert {fn for e in entries for fn in _ref_ids(e["LambdaFunctionArn"])} == {
         _function_ids(synth_cpu_only)["trigger"]}
     assert "EventBridgeConfiguration" not in config
@@ -471,6 +472,8 @@ def test_api_role_is_scoped_to_its_prefixes(synth: Synth) -> None:
 @pytest.mark.parametrize("which", ["trigger", "batch"])
 def test_worker_roles_are_scoped_to_their_prefixes(synth: Synth, which: str) -> None:
     role = synth.stack.functions.trigger_role if which == "trigger" else synth.stack.video.job_role
+    # The trigger function also plans collections: it writes their chunks next to the upload.
+    planner = {("s3:PutObject", "inputs", "/uploads/*/chunks/*")} if which == "trigger" else set()
     assert _s3_grants(synth, role) == {
         ("s3:GetObject", "inputs", "/uploads/*"),
         ("s3:GetObject", "results", "/jobs/*"),
@@ -478,7 +481,7 @@ def test_worker_roles_are_scoped_to_their_prefixes(synth: Synth, which: str) -> 
         ("s3:PutObject", "results", "/results/*"),
         ("s3:ListBucket", "results", "jobs/*"),
         ("s3:ListBucket", "results", "results/*"),
-    }
+    } | planner
 
 
 def test_service_roles_have_no_managed_policies(synth: Synth) -> None:
