@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from emotion import __version__
 from emotion.core.errors import EmotionError
@@ -20,13 +21,30 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 EXIT_CODES = "exit status: 0 all inputs done, 1 some inputs failed (each is reported), 2 usage error or the " \
-             "command cannot run here (missing models, missing extra)"
+             "command cannot run here (missing models, missing extra, an output folder that cannot be made), " \
+             "141 stdout was closed early (e.g. | head)"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
 TRAIN_EXTRA = "pip install -e '.[train]' in a checkout (or pip install 'emotion-service[train]')"
 
 
 class UsageError(Exception):
-    """A problem with how the command was called (exit status 2)."""
+    """A problem with how the command was called, or an output it cannot write (exit status 2, one line)."""
+
+
+def _output_path(path: Path, what: str) -> Path:
+    """``path`` with its folder created; a folder that cannot be made is a one-line UsageError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot create the folder {path.parent} ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a folder; give a file name")
+    return path
+
+
+def _show_progress(asked: bool | None) -> bool:
+    """A progress bar on stderr: when asked (--progress / --no-progress), else only when stderr is a terminal."""
+    return sys.stderr.isatty() if asked is None else asked
 
 
 # --------------------------------------------------------------------------------------- argument types
@@ -100,17 +118,64 @@ def _classifier_names() -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ output
 def _write_json(obj: object, path: str | None) -> None:
-    """Pretty JSON to PATH, or to stdout when PATH is None or '-'."""
+    """Pretty JSON to PATH (its folder created), or to stdout when PATH is None or '-'."""
     text = json.dumps(obj, indent=2)
     if path and path != "-":
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        target = _output_path(Path(path), "--json")
+        try:
+            target.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--json {path}: cannot write it ({exc.strerror or exc})") from None
     else:
         print(text)
 
 
 def _print_line(obj: object) -> None:
     """One JSON Lines record on stdout, flushed so a pipe sees each result as soon as it is ready."""
-    print(json.dumps(obj, separators=(",", ":")), flush=True)
+    _emit(json.dumps(obj, separators=(",", ":")))
+
+
+def _emit(text: str, stream: TextIO | None = None) -> None:
+    """A line on stdout (or ``stream``), flushed, written around any progress bar on stderr."""
+    from tqdm import tqdm
+
+    out = stream or sys.stdout
+    tqdm.write(text, file=out)
+    out.flush()
+
+
+class AnalyzeTable:
+    """``emotion analyze --format table``: one row per face (FILE, FACE, EMOTION, BOX, NEXT), printed as each
+    image is done; the FILE column is as wide as the longest input name, up to 40 characters."""
+
+    HEADER = ("FILE", "FACE", "EMOTION", "BOX (x,y wxh)", "NEXT")
+
+    def __init__(self, names: list[str]):
+        self.file_width = max(len(self.HEADER[0]), min(40, max((len(n) for n in names), default=0)))
+        self.widths = (self.file_width, 4, 15, 20)
+        self._row(*self.HEADER)
+
+    def _row(self, *cells: str) -> None:
+        padded = [cell.ljust(width) for cell, width in zip(cells, self.widths, strict=False)]
+        _emit("  ".join([*padded, *cells[len(self.widths):]]).rstrip())
+
+    def _name(self, name: str) -> str:
+        return name if len(name) <= self.file_width else "…" + name[-(self.file_width - 1):]
+
+    def add(self, record: dict) -> None:
+        name = self._name(record["file"])
+        if "error" in record:
+            self._row(name, "-", "error: " + record["error"]["message"])
+            return
+        if not record["faces"]:
+            self._row(name, "-", "no face found")
+            return
+        for i, face in enumerate(record["faces"]):
+            ranked = sorted(face["emotions"].items(), key=lambda kv: -kv[1])
+            b = face["box"]
+            self._row(name if i == 0 else "", str(i + 1), f"{ranked[0][0]} {ranked[0][1]:.0%}",
+                      f"{b['x']},{b['y']} {b['width']}x{b['height']}",
+                      ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]))
 
 
 def expand_inputs(items: list[str]) -> Iterator[tuple[str, Path | None]]:
@@ -137,48 +202,71 @@ def expand_inputs(items: list[str]) -> Iterator[tuple[str, Path | None]]:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from emotion.analyzer import Analyzer
 
+    fmt = args.format or ("table" if sys.stdout.isatty() and not args.json else "jsonl")
+    if args.annotate:
+        _output_path(args.annotate, "--annotate")
     analyzer = Analyzer(classifier=args.classifier, min_face=args.min_face, max_faces=args.max_faces)
     inputs = list(expand_inputs(args.images))
+    table = AnalyzeTable([name for name, _ in inputs]) if fmt == "table" and not args.json else None
+    collected = bool(args.json) or fmt == "json"
     results: list[dict] = []
     status = 0
-    for index, (name, path) in enumerate(inputs):
-        try:
-            if path is None:
-                raise FileNotFoundError(f"no such file, folder or glob match (folders are searched for "
-                                        f"{', '.join(IMAGE_SUFFIXES)})")
-            result = analyzer.analyze(path)
-        except (OSError, EmotionError) as exc:
-            if isinstance(exc, EmotionError) and exc.status >= 500:
-                raise  # the set-up, not this input (e.g. models missing): exit 2 with the message
-            message = exc.message if isinstance(exc, EmotionError) else (exc.strerror or str(exc))
-            code = exc.code if isinstance(exc, EmotionError) else "unreadable_file"
-            print(f"emotion: {name}: {message}", file=sys.stderr)
-            record: dict = {"file": name, "error": {"code": code, "message": message}}
-            status = 1
-        else:
-            record = {"file": name, **result.model_dump()}
-            if args.annotate:
-                out: Path = args.annotate
-                if len(inputs) > 1:  # one annotated file per input: OUT_STEM-<index>-<name>.<ext>
-                    out = out.with_name(f"{out.stem}-{index}-{path.stem}{out.suffix}")
-                analyzer.annotate(path, result=result, path=out)
-        if args.json:
-            results.append(record)
-        else:
-            _print_line(record)
+    bar = tqdm(total=len(inputs), unit="image", desc="analyze", leave=False, file=sys.stderr,
+               disable=len(inputs) < 2 or not _show_progress(args.progress))
+    with bar:
+        for index, (name, path) in enumerate(inputs):
+            try:
+                if path is None:
+                    raise FileNotFoundError(f"no such file, folder or glob match (folders are searched for "
+                                            f"{', '.join(IMAGE_SUFFIXES)})")
+                result = analyzer.analyze(path)
+            except (OSError, EmotionError) as exc:
+                if isinstance(exc, EmotionError) and exc.status >= 500:
+                    raise  # the set-up, not this input (e.g. models missing): exit 2 with the message
+                message = exc.message if isinstance(exc, EmotionError) else (exc.strerror or str(exc))
+                code = exc.code if isinstance(exc, EmotionError) else "unreadable_file"
+                if table is None:  # the table has a row for it
+                    _emit(f"emotion: {name}: {message}", sys.stderr)
+                record: dict = {"file": name, "error": {"code": code, "message": message}}
+                status = 1
+            else:
+                record = {"file": name, **result.model_dump()}
+                if args.annotate:
+                    out: Path = args.annotate
+                    if len(inputs) > 1:  # one annotated file per input: OUT_STEM-<index>-<name>.<ext>
+                        out = out.with_name(f"{out.stem}-{index}-{path.stem}{out.suffix}")
+                    try:
+                        analyzer.annotate(path, result=result, path=out)
+                    except OSError as exc:
+                        raise UsageError(f"--annotate {out}: cannot write it ({exc.strerror or exc})") from None
+            bar.update(1)
+            if collected:
+                results.append(record)
+            elif table is not None:
+                table.add(record)
+            else:
+                _print_line(record)
     if args.json:
         _write_json(results, args.json)
+    elif fmt == "json":
+        _write_json(results, None)
     return status
 
 
 def cmd_video(args: argparse.Namespace) -> int:
     from emotion.core.video import analyze_video_file
 
+    if args.annotate:
+        _output_path(args.annotate, "--annotate")
+    if args.json and args.json != "-":
+        _output_path(Path(args.json), "--json")
     try:
         result = analyze_video_file(Path(args.video), fps=args.fps, classifier=args.classifier,
-                                    annotate_path=args.annotate, progress=sys.stderr.isatty())
+                                    annotate_path=args.annotate, progress=_show_progress(args.progress))
     except (OSError, EmotionError) as exc:
         if isinstance(exc, EmotionError) and exc.status >= 500:
             raise
@@ -309,19 +397,26 @@ def build_parser() -> argparse.ArgumentParser:
     classifier_help = "emotion classifier (default: the EMOTION_CLASSIFIER setting)"
 
     p = sub.add_parser(
-        "analyze", help="faces and their emotions in images (JSON Lines on stdout)",
-        description="Detect faces and classify their emotions. Prints JSON Lines: one result per input on "
-                    'stdout, as {"file": ..., "image", "faces", "models", "timings_ms"} or {"file": ..., '
-                    '"error": {"code", "message"}}.',
+        "analyze", help="faces and their emotions in images (a table on a terminal, JSON Lines in a pipe)",
+        description="Detect faces and classify their emotions. On a terminal, prints a table (one row per face); "
+                    "otherwise JSON Lines: one result per input on stdout, as "
+                    '{"file": ..., "image", "faces", "models", "timings_ms"} or {"file": ..., '
+                    '"error": {"code", "message"}}. --format picks either, or one JSON array.',
         epilog=EXIT_CODES,
     )
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, folders (searched recursively for image extensions) or globs ('**' recurses)")
     p.add_argument("--json", metavar="PATH", help="write one JSON array of all results to PATH instead of stdout "
-                                                  "('-': stdout)")
+                                                  "('-': stdout); its folder is created")
+    p.add_argument("--format", choices=["table", "json", "jsonl"], default=None,
+                   help="stdout: table (one row per face), json (one array, printed at the end) or jsonl (one line "
+                        "per input, as each is done); default: table on a terminal, jsonl otherwise")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr over several inputs (default: only when stderr is a terminal)")
     p.add_argument("--annotate", metavar="PATH", type=_annotate_path,
-                   help="write the image with boxes and labels here; the extension picks the format (.jpg, .png, "
-                        ".webp); with several inputs, one file each: PATH_STEM-<n>-<name>.<ext>")
+                   help="write the image with boxes and labels here (its folder is created); the extension picks "
+                        "the format (.jpg, .png, .webp); with several inputs, one file each: "
+                        "PATH_STEM-<n>-<name>.<ext>")
     p.add_argument("--classifier", choices=classifiers, help=classifier_help)
     p.add_argument("--min-face", type=_int_at_least(0, "--min-face"), default=None, metavar="PX",
                    help="drop faces smaller than this many pixels (default: the EMOTION_MIN_FACE setting)")
@@ -341,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write the result (pretty JSON) to PATH instead of stdout")
     p.add_argument("--annotate", metavar="OUT.mp4", type=_mp4_path,
                    help="write an annotated H.264 MP4 that browsers play (source size and frame rate; "
-                        "boxes labelled with person ids)")
+                        "boxes labelled with person ids); its folder is created")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: only when stderr is a terminal)")
     p.add_argument("--classifier", choices=classifiers, help=classifier_help)
     p.set_defaults(func=cmd_video)
 
@@ -436,6 +533,15 @@ def main(argv: list[str] | None = None) -> int:
     except EmotionError as exc:
         print(f"emotion: {exc.message}", file=sys.stderr)
         return 2
+    except UsageError as exc:
+        print(f"emotion: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`emotion analyze ... | head`): stop quietly. Point stdout at devnull so the
+        # interpreter's final flush does not raise again (the recipe in Python's signal module documentation).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
