@@ -322,7 +322,7 @@ def cmd_eval_classify(args: argparse.Namespace) -> int:
             Path(args.dir), classifier=args.classifier, limit=args.limit, pad=args.pad, align=args.align,
             labels_csv=Path(args.labels) if args.labels else None, image_column=args.image_column,
             label_column=args.label_column, group_by=args.group_by, validation_split_by=args.validation_split_by,
-            only_shared=args.only_shared)
+            only_shared=args.only_shared, classifier_file=Path(args.classifier_file) if args.classifier_file else None)
     except (OSError, ValueError) as exc:
         print(f"emotion: {exc}", file=sys.stderr)
         return 2
@@ -479,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the held-out groups of this CSV column (sorted names, every 5th), e.g. movie")
     p.add_argument("--only-shared", action="store_true",
                    help="leave out crops whose label the classifier lacks (default: they count as wrong)")
+    p.add_argument("--classifier-file", metavar="ONNX", help="run this graph under --classifier's manifest entry "
+                   "(labels, preprocessing): a candidate not shipped yet, e.g. an fp32 export of a checkpoint")
     p.add_argument("--json", metavar="PATH", help="write the report to PATH instead of stdout")
     p.set_defaults(func=cmd_eval_classify)
 

@@ -44,11 +44,14 @@ from pydantic import BaseModel, ConfigDict  # noqa: E402
 from torch import nn  # noqa: E402
 
 from emotion.model.training import VOCABULARY  # noqa: E402
+from emotion.model.training.affect import build_faces as build_affect_faces  # noqa: E402
+from emotion.model.training.affect import remove_mask_cue  # noqa: E402
 from emotion.model.training.data import expand_path  # noqa: E402
-from emotion.model.training.faces import build_all, load_faces  # noqa: E402
+from emotion.model.training.faces import build_all, load_faces, to_network  # noqa: E402
 from emotion.model.training.mobilefacenet import UPSTREAM_LABELS, DequantisedMobileFaceNet  # noqa: E402
 
 FACE_SETS = ("ferplus_train", "sfew_train", "ferplus_holdout", "sfew_val")
+AFFECT_SETS = ("affect_train", "affect_val")
 # Student columns that correspond to the teacher's 7 outputs, in the teacher's order.
 SHARED_COLUMNS = [VOCABULARY.index(label) for label in UPSTREAM_LABELS]
 
@@ -102,6 +105,20 @@ class FinetuneConfig(BaseModel):
     # network itself, so that one pass gets part of what two would. 0: off.
     flip_teacher_weight: float = 0.0
     flip_teacher_temperature: float = 2.0
+    # Stage 6 (issue 22): colour in-the-wild faces of 8 classes (``affect_train``, cached by
+    # ``emotion.model.training.affect``) make up ``affect_fraction`` of each batch, drawn with weights
+    # count(class) ** -affect_balance (1: every class alike, so disgust, fear and contempt are learnt). Their mask
+    # shortcut is removed at random (``p_mask_contempt``, ``p_fill_background``: ``affect.remove_mask_cue``).
+    # ``default_teacher`` (an 8-class graph, the current default) is distilled on the FER+ and SFEW rows at
+    # ``default_teacher_weight`` (T = ``distill_temperature``), so the net keeps what it knew about those sets.
+    affect_dir: str = ".cache/data/affect_train"
+    affect_fraction: float = 0.0
+    affect_balance: float = 1.0
+    affect_label_smoothing: float = 0.0
+    p_mask_contempt: float = 0.5
+    p_fill_background: float = 0.5
+    default_teacher: str | None = None
+    default_teacher_weight: float = 0.0
     # augmentation probabilities / ranges
     p_grey: float = 0.2  # colour -> grey
     p_tint: float = 0.5  # grey -> colour (per-channel gains)
@@ -284,28 +301,38 @@ def normalise(x01: torch.Tensor) -> torch.Tensor:
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor, cfg: FinetuneConfig,
-            is_sfew: torch.Tensor | None = None) -> torch.Tensor:
+            is_sfew: torch.Tensor | None = None, is_affect: torch.Tensor | None = None,
+            default_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Soft cross-entropy on the targets + LwF distillation on the 7 classes the teacher knows.
 
     ``is_sfew`` (bool [N]) marks the SFEW rows, which get their own label smoothing and distillation weight; the
-    other (FER+) rows move ``ferplus_majority_mix`` of the way to their majority label before any smoothing."""
-    if is_sfew is None:
-        is_sfew = torch.zeros(len(logits), dtype=torch.bool)
+    FER+ rows move ``ferplus_majority_mix`` of the way to their majority label before any smoothing. ``is_affect``
+    marks the ``affect_train`` rows: their own smoothing, no distillation. ``default_logits`` ([N,8], the current
+    default's logits) are distilled on the other rows at ``default_teacher_weight``."""
+    none = torch.zeros(len(logits), dtype=torch.bool)
+    is_sfew = none if is_sfew is None else is_sfew
+    is_affect = none if is_affect is None else is_affect
+    is_fer = ~is_sfew & ~is_affect
     if cfg.ferplus_majority_mix > 0:
         majority = F.one_hot(targets.argmax(1), targets.shape[1]).to(targets.dtype)
-        mix = torch.where(is_sfew, 0.0, cfg.ferplus_majority_mix).unsqueeze(1)
+        mix = torch.where(is_fer, cfg.ferplus_majority_mix, 0.0).unsqueeze(1)
         targets = targets * (1 - mix) + majority * mix
-    smooth = torch.where(is_sfew, cfg.sfew_label_smoothing, cfg.label_smoothing).unsqueeze(1)
+    smooth = torch.where(is_sfew, cfg.sfew_label_smoothing,
+                         torch.where(is_affect, cfg.affect_label_smoothing, cfg.label_smoothing)).unsqueeze(1)
     t = targets * (1 - smooth) + smooth / targets.shape[1]
-    ce = -(t * F.log_softmax(logits, 1)).sum(1).mean()
-    sfew_w = cfg.distill_weight if cfg.sfew_distill_weight is None else cfg.sfew_distill_weight
-    weight = torch.where(is_sfew, sfew_w, cfg.distill_weight)
-    if float(weight.max()) <= 0:
-        return ce
+    loss = -(t * F.log_softmax(logits, 1)).sum(1).mean()
     temp = cfg.distill_temperature
-    kd = F.kl_div(F.log_softmax(logits[:, SHARED_COLUMNS] / temp, 1), F.log_softmax(teacher / temp, 1),
-                  log_target=True, reduction="none").sum(1) * temp * temp
-    return ce + (weight * kd).mean()
+    sfew_w = cfg.distill_weight if cfg.sfew_distill_weight is None else cfg.sfew_distill_weight
+    weight = torch.where(is_affect, 0.0, torch.where(is_sfew, sfew_w, cfg.distill_weight))
+    if float(weight.max()) > 0:
+        kd = F.kl_div(F.log_softmax(logits[:, SHARED_COLUMNS] / temp, 1), F.log_softmax(teacher / temp, 1),
+                      log_target=True, reduction="none").sum(1) * temp * temp
+        loss = loss + (weight * kd).mean()
+    if default_logits is not None and cfg.default_teacher_weight > 0:
+        kd8 = F.kl_div(F.log_softmax(logits / temp, 1), F.log_softmax(default_logits / temp, 1),
+                       log_target=True, reduction="none").sum(1) * temp * temp
+        loss = loss + (torch.where(is_affect, 0.0, cfg.default_teacher_weight) * kd8).mean()
+    return loss
 
 
 def flip_distillation(logits: torch.Tensor, teacher: EmotionNet8, x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -392,6 +419,35 @@ class Ema:
                 e.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
 
 
+def default_teacher_logits(path: Path, faces: Path, sets: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The 8-class graph at ``path`` (the current default) on each set's cached faces, through onnxruntime as the
+    engine runs it; cached in ``faces`` under the graph's sha256, so a resumed run reads them back."""
+    from emotion.core.manifest import sha256_file
+    from emotion.core.runtime import create_session
+
+    key = sha256_file(path)[:12]
+    out: dict[str, np.ndarray] = {}
+    sess = None
+    for name, ds in sets.items():
+        cache = faces / f"teacher8_{key}_{name}.npy"
+        if not cache.exists():
+            sess = sess or create_session(path, ["CPUExecutionProvider"], torch.get_num_threads(), True)
+            feed = sess.get_inputs()[0].name
+            logits = [sess.run(None, {feed: to_network(ds["images"][i : i + 64])})[0]
+                      for i in range(0, len(ds["images"]), 64)]
+            np.save(cache, np.concatenate(logits).astype(np.float32))
+        out[name] = np.load(cache)
+    return out
+
+
+def class_balanced_cdf(labels: np.ndarray, balance: float) -> np.ndarray:
+    """Cumulative draw probabilities of rows weighted count(class) ** -balance (1: each class drawn alike)."""
+    counts = np.bincount(labels, minlength=len(VOCABULARY)).astype(np.float64)
+    weights = counts[labels] ** -balance
+    cdf = np.cumsum(weights)
+    return cdf / cdf[-1]
+
+
 def _log(path: Path, rec: dict[str, Any]) -> None:
     with path.open("a") as fh:
         fh.write(json.dumps(rec) + "\n")
@@ -421,7 +477,19 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
     if missing:  # first run: align every face once (minutes), as serving would
         build_all(faces, missing)
     fer, sfew = load_faces(faces / "ferplus_train.npz"), load_faces(faces / "sfew_train.npz")
-    val_sets = {name: load_faces(faces / f"{name}.npz") for name in ("ferplus_holdout", "sfew_val")}
+    val_names = ["ferplus_holdout", "sfew_val"]
+    affect: dict[str, np.ndarray] | None = None
+    if cfg.affect_fraction > 0:
+        if any(not (faces / f"{n}.npz").exists() for n in AFFECT_SETS):
+            build_affect_faces(expand_path(cfg.affect_dir), faces)
+        affect = load_faces(faces / "affect_train.npz")
+        affect_cdf = class_balanced_cdf(affect["labels"], cfg.affect_balance)
+        # real backgrounds for the masked faces: the unmasked colour faces (contempt crops, film stills)
+        donors = np.concatenate([affect["images"][affect["masked"] == 0], sfew["images"]])
+        val_names.append("affect_val")
+    val_sets = {name: load_faces(faces / f"{name}.npz") for name in val_names}
+    default = (default_teacher_logits(expand_path(cfg.default_teacher), faces,
+                                      {"ferplus_train": fer, "sfew_train": sfew}) if cfg.default_teacher else None)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
@@ -470,17 +538,30 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         ckpt_path.with_suffix(".tmp").replace(ckpt_path)
 
     n_sfew = int(round(cfg.batch_size * cfg.sfew_fraction))
+    n_affect = int(round(cfg.batch_size * cfg.affect_fraction)) if affect is not None else 0
     t_start, t_ckpt = time.time(), time.time()
     start_elapsed = elapsed
     run_loss, seen = 0.0, 0
     model.train()
     while step < cfg.max_steps and elapsed < budget:
-        i_f = rng.integers(0, len(fer["images"]), cfg.batch_size - n_sfew)
+        i_f = rng.integers(0, len(fer["images"]), cfg.batch_size - n_sfew - n_affect)
         i_s = rng.integers(0, len(sfew["images"]), n_sfew)
-        imgs = np.concatenate([fer["images"][i_f], sfew["images"][i_s]])
-        targets = torch.from_numpy(np.concatenate([fer["targets"][i_f], sfew["targets"][i_s]]))
-        is_sfew = torch.arange(len(imgs)) >= len(i_f)
-        teacher = torch.from_numpy(np.concatenate([fer["teacher"][i_f], sfew["teacher"][i_s]]))
+        parts = [(fer, i_f), (sfew, i_s)]
+        batch_images = [fer["images"][i_f], sfew["images"][i_s]]
+        if affect is not None:
+            i_a = np.minimum(np.searchsorted(affect_cdf, rng.random(n_affect), side="right"), len(affect_cdf) - 1)
+            parts.append((affect, i_a))
+            batch_images.append(remove_mask_cue(affect["images"][i_a], affect["masked"][i_a] == 1, donors, rng,
+                                                cfg.p_mask_contempt, cfg.p_fill_background))
+        imgs = np.concatenate(batch_images)
+        targets = torch.from_numpy(np.concatenate([ds["targets"][i] for ds, i in parts]))
+        row = torch.arange(len(imgs))
+        is_sfew = (row >= len(i_f)) & (row < len(i_f) + n_sfew)
+        is_affect = row >= len(i_f) + n_sfew
+        teacher = torch.from_numpy(np.concatenate([ds["teacher"][i] for ds, i in parts]))
+        default_logits = None if default is None else torch.from_numpy(np.concatenate(
+            [default["ferplus_train"][i_f], default["sfew_train"][i_s], np.zeros((n_affect, len(VOCABULARY)),
+                                                                                 np.float32)]))
         x = normalise(augment(to_input(jpeg_and_resolution(imgs, cfg, rng)), cfg, gen))
         progress = max(step / cfg.max_steps, elapsed / budget)
         warm = min(1.0, (step + 1) / cfg.warmup_steps)
@@ -488,7 +569,7 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
             g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         model.train()
         logits = model.logits(x)
-        loss = loss_fn(logits, targets, teacher, cfg, is_sfew)
+        loss = loss_fn(logits, targets, teacher, cfg, is_sfew, is_affect, default_logits)
         if flip_teacher is not None:
             loss = loss + cfg.flip_teacher_weight * flip_distillation(logits, flip_teacher, x,
                                                                       cfg.flip_teacher_temperature)

@@ -169,3 +169,47 @@ def test_shipped_eight_class_model_through_the_engine(model_dir: Path, shared_di
     report = evaluate_classifier(folder, "mobilefacenet8", pad=0.5, labels_csv=folder / "labels.csv",
                                  validation_split_by="movie")
     assert report["n"] == 183 and report["accuracy"] >= 0.53
+
+
+def test_report_counts_false_contempt_and_the_seven_basic_classes() -> None:
+    from emotion.model.evaluate import classification_report
+
+    truth = ["contempt"] * 4 + ["happiness"] * 4 + ["anger"] * 2
+    pred = ["contempt", "contempt", "neutral", "no_face", "happiness", "happiness", "contempt", "happiness",
+            "anger", "contempt"]
+    labels = ["neutral", "happiness", "anger", "contempt"]
+    report = classification_report(truth, pred, labels)
+    assert report["false_contempt"] == {"n": 6, "called_contempt": 2, "rate": 0.3333}
+    assert report["basic7"] == {"n": 6, "accuracy": 0.6667, "macro_recall": 0.625}  # happiness 3/4, anger 1/2
+    assert report["per_class"]["contempt"] == {"recall": 0.5, "precision": 0.5, "n": 4}
+    assert report["per_class"]["happiness"] == {"recall": 0.75, "precision": 1.0, "n": 4}
+    assert report["confusion"]["contempt"] == {"contempt": 2, "neutral": 1, "no_face": 1}
+    assert report["accuracy"] == 0.6 and report["macro_recall"] == pytest.approx((0.5 + 0.75 + 0.5) / 3, abs=1e-4)
+
+
+def test_new_columns_and_a_candidate_file_on_a_small_folder(model_dir: Path, contempt_folder: Path,
+                                                           tmp_path: Path) -> None:
+    from emotion.cli import main
+    from emotion.core.manifest import load_manifest
+    from emotion.core.model_files import runnable_model_path
+
+    report = evaluate_classifier(contempt_folder, classifier="mobilefacenet8")
+    confusion = report["confusion"]
+    called = sum(row.get("contempt", 0) for label, row in confusion.items() if label != "contempt")
+    assert report["false_contempt"] == {"n": 3, "called_contempt": called, "rate": round(called / 3, 4)}
+    assert report["basic7"]["n"] == 3
+    assert report["basic7"]["accuracy"] == round(confusion["happiness"].get("happiness", 0) / 3, 4)
+    as_contempt = sum(row.get("contempt", 0) for row in confusion.values())
+    hits = confusion["contempt"].get("contempt", 0)
+    assert report["per_class"]["contempt"]["precision"] == (round(hits / as_contempt, 4) if as_contempt else 0.0)
+    # the installed graph run as a candidate file gives the same answers
+    installed = runnable_model_path(load_manifest().get("mobilefacenet8"), model_dir)
+    out = tmp_path / "r.json"
+    assert main(["eval-classify", str(contempt_folder), "--classifier", "mobilefacenet8", "--classifier-file",
+                 str(installed), "--json", str(out)]) == 0
+    same = json.loads(out.read_text())
+    assert same["confusion"] == confusion and same["classifier_file"] == str(installed)
+    # a file whose labels or preprocessing disagree with the entry is refused with a clear error
+    ferplus = runnable_model_path(load_manifest().get("ferplus"), model_dir)
+    assert main(["eval-classify", str(contempt_folder), "--classifier", "mobilefacenet8", "--classifier-file",
+                 str(ferplus)]) == 2

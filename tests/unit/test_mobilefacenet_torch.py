@@ -300,3 +300,106 @@ def test_stage_two_starts_from_stage_one_and_exports_int8(shared_dir: Path, face
     stage3 = tmp_path / "stage3.json"
     stage3.write_text(json.dumps({**base, "out_dir": str(tmp_path / "s4"), "max_steps": 0, "init_from": str(out8)}))
     assert cli(["train", str(stage3)]) == 0 and (tmp_path / "s4" / "final.pt").is_file()
+
+
+def test_affect_rows_are_not_distilled_and_the_default_teaches_the_others() -> None:
+    import torch.nn.functional as F
+
+    from emotion.model.training.finetune import loss_fn
+
+    gen = torch.Generator().manual_seed(3)
+    logits, teacher, default = torch.randn(4, 8, generator=gen), torch.randn(4, 7, generator=gen), torch.randn(
+        4, 8, generator=gen)
+    targets = torch.eye(8)[torch.tensor([0, 1, 5, 7])]
+    is_sfew = torch.tensor([False, True, False, False])
+    is_affect = torch.tensor([False, False, True, True])
+    cfg = FinetuneConfig(distill_weight=0.1, sfew_distill_weight=0.5, affect_label_smoothing=0.1,
+                         default_teacher_weight=1.0)
+    smooth = torch.tensor([0.0, 0.0, 0.1, 0.1]).unsqueeze(1)
+    ce = -((targets * (1 - smooth) + smooth / 8) * F.log_softmax(logits, 1)).sum(1)
+    kd7 = F.kl_div(F.log_softmax(logits[:, SHARED_COLUMNS] / 2, 1), F.log_softmax(teacher / 2, 1),
+                   log_target=True, reduction="none").sum(1) * 4
+    kd8 = F.kl_div(F.log_softmax(logits / 2, 1), F.log_softmax(default / 2, 1),
+                   log_target=True, reduction="none").sum(1) * 4
+    expected = ce.mean() + (torch.tensor([0.1, 0.5, 0, 0]) * kd7).mean() + (torch.tensor([1.0, 1, 0, 0]) * kd8).mean()
+    got = loss_fn(logits, targets, teacher, cfg, is_sfew, is_affect, default)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    # without the new arguments nothing changes for the earlier stages
+    assert float(loss_fn(logits, targets, teacher, cfg, is_sfew)) == pytest.approx(
+        float(ce[:2].sum() / 4 + (-(targets[2:] * F.log_softmax(logits[2:], 1)).sum(1)).sum() / 4
+              + (torch.tensor([0.1, 0.5, 0.1, 0.1]) * kd7).mean()), rel=1e-5)
+
+
+def test_class_balanced_draws_treat_a_rare_class_like_a_common_one() -> None:
+    from emotion.model.training.finetune import class_balanced_cdf
+
+    labels = np.array([1] * 900 + [7] * 100)
+    cdf = class_balanced_cdf(labels, 1.0)
+    draws = labels[np.searchsorted(cdf, np.random.default_rng(0).random(4000), side="right")]
+    assert 0.45 < (draws == 7).mean() < 0.55
+    natural = class_balanced_cdf(labels, 0.0)
+    assert natural[899] == pytest.approx(0.9)
+
+
+@pytest.fixture(scope="module")
+def affect_faces(shared_dir: Path, faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``faces_dir`` plus a small affect cache built by the real tool: 12 SFEW crops of 3 classes masked as the
+    effectnet crops are, and 4 FER+ contempt crops with their background, each its own group."""
+    import csv
+    import shutil
+
+    import cv2
+
+    from emotion.model.training.affect import apply_mask, build_faces
+
+    root = tmp_path_factory.mktemp("affect")
+    data, faces = root / "data", root / "faces"
+    shutil.copytree(faces_dir, faces)
+    rows = []
+    with open(shared_dir / "data/sfew_train/labels.csv", newline="") as fh:
+        sfew = list(csv.DictReader(fh))
+    ellipse = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(ellipse, (100, 108), (70, 90), 0, 0, 360, 1, -1)
+    for label in ("happiness", "anger", "surprise"):
+        for r in [r for r in sfew if r["label"] == label][:4]:
+            crop = cv2.resize(cv2.imread(str(shared_dir / "data/sfew_train" / r["image"])), (200, 200))
+            rows.append((f"{label}/effectnet_{len(rows)}.jpg", label, "effectnet", apply_mask(crop, ellipse == 1)))
+    with open(shared_dir / "data/fer2013_publictest/labels.csv", newline="") as fh:
+        fer = [r for r in csv.DictReader(fh) if r["ferplus_majority"] == "contempt"][:4]
+    for r in fer:
+        crop = cv2.resize(cv2.imread(str(shared_dir / "data/fer2013_publictest" / r["ferplus_png"])), (224, 224))
+        rows.append((f"contempt/contempt_{len(rows)}.jpg", "contempt", "contempt", crop))
+    data.mkdir()
+    with open(data / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "label", "source", "group", "group_label_conflict"])
+        for i, (name, label, source, image) in enumerate(rows):
+            (data / name).parent.mkdir(exist_ok=True)
+            cv2.imwrite(str(data / name), image)
+            writer.writerow([name, label, source, f"g{i}", 0])
+    build_faces(data, faces)
+    return faces
+
+
+def test_stage_six_trains_on_affect_faces_with_the_default_as_teacher(shared_dir: Path, affect_faces: Path,
+                                                                       tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from emotion.model.training.faces import load_faces, to_network
+
+    val, train_set = load_faces(affect_faces / "affect_val.npz"), load_faces(affect_faces / "affect_train.npz")
+    assert len(val["images"]) == 4 and len(train_set["images"]) == 12  # a group of each class in validation
+    assert train_set["masked"].sum() == 9 and set(val["labels"]) == {1, 2, 4, 7}
+    default = Path(__file__).resolve().parents[2] / "model" / "mobilefacenet8.onnx"
+    cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE), faces_dir=str(affect_faces),
+                         out_dir=str(tmp_path / "s6"), batch_size=8, max_steps=2, eval_every=1, warmup_steps=1,
+                         affect_fraction=0.5, default_teacher=str(default), default_teacher_weight=1.0,
+                         distill_weight=0.0, init_from=str(default), temperature_fit="mean_of_sets")
+    final = train(cfg)
+    assert final["step"] == 2 and final["affect_val"]["n"] == 4 and final["temperature"] > 0
+    cached = sorted(affect_faces.glob("teacher8_*_sfew_train.npy"))
+    assert len(cached) == 1  # the default's logits, computed once
+    sess = ort.InferenceSession(str(default), providers=["CPUExecutionProvider"])
+    images = load_faces(affect_faces / "sfew_train.npz")["images"][:4]
+    want = sess.run(None, {"data": to_network(images)})[0]
+    assert np.abs(np.load(cached[0])[:4] - want).max() < 1e-3
