@@ -205,6 +205,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from emotion.analyzer import Analyzer
+    from emotion.tables import csv_header, csv_lines
 
     fmt = args.format or ("table" if sys.stdout.isatty() and not args.json else "jsonl")
     if args.annotate:
@@ -212,6 +213,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analyzer = Analyzer(classifier=args.classifier, min_face=args.min_face, max_faces=args.max_faces)
     inputs = list(expand_inputs(args.images))
     table = AnalyzeTable([name for name, _ in inputs]) if fmt == "table" and not args.json else None
+    csv_out = fmt == "csv" and not args.json
+    if csv_out:
+        _emit(csv_header().rstrip("\n"))
     collected = bool(args.json) or fmt == "json"
     results: list[dict] = []
     status = 0
@@ -248,6 +252,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 results.append(record)
             elif table is not None:
                 table.add(record)
+            elif csv_out:
+                _emit(csv_lines(name, record).rstrip("\n"))
             else:
                 _print_line(record)
     if args.json:
@@ -408,9 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image files, folders (searched recursively for image extensions) or globs ('**' recurses)")
     p.add_argument("--json", metavar="PATH", help="write one JSON array of all results to PATH instead of stdout "
                                                   "('-': stdout); its folder is created")
-    p.add_argument("--format", choices=["table", "json", "jsonl"], default=None,
-                   help="stdout: table (one row per face), json (one array, printed at the end) or jsonl (one line "
-                        "per input, as each is done); default: table on a terminal, jsonl otherwise")
+    p.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default=None,
+                   help="stdout: table (one row per face), json (one array, printed at the end), jsonl (one line "
+                        "per input, as each is done) or csv (one row per face, the columns of a collection's "
+                        "faces.csv); default: table on a terminal, jsonl otherwise")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr over several inputs (default: only when stderr is a terminal)")
     p.add_argument("--annotate", metavar="PATH", type=_annotate_path,

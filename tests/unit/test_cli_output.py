@@ -49,6 +49,19 @@ def test_format_json_is_one_array_and_jsonl_one_line_per_input(model_dir, scenes
     assert [r["faces"] for r in default] == [r["faces"] for r in lines(jsonl)] == [r["faces"] for r in array]
 
 
+def test_format_csv_is_one_row_per_face_with_the_collection_columns(model_dir, scenes, tmp_path):
+    import csv
+
+    from emotion.tables import CSV_COLUMNS
+
+    proc = run("analyze", str(scenes / "fr_two_people.jpg"), str(tmp_path / "missing.jpg"), "--format", "csv")
+    assert proc.returncode == 1
+    rows = list(csv.DictReader(proc.stdout.splitlines()))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["face"], bool(r["error"])) for r in rows] == [("1", False), ("2", False), ("", True)]
+    assert rows[0]["dominant_emotion"] and float(rows[0][rows[0]["dominant_emotion"]]) > 0
+
+
 def test_on_a_terminal_the_default_is_the_table(model_dir, scenes):
     main, child = pty.openpty()
     try:
