@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from emotion import __version__
 from emotion.core.errors import EmotionError
+from emotion.paths import IMAGE_SUFFIXES, expand_inputs
 
 # OpenCV prints its own "[ WARN:0@0.1] global cap.cpp ..." lines to stderr; our messages say what went wrong.
 # The variable must be set before cv2 is first imported (every command imports it lazily, after this).
@@ -23,7 +23,6 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 EXIT_CODES = "exit status: 0 all inputs done, 1 some inputs failed (each is reported), 2 usage error or the " \
              "command cannot run here (missing models, missing extra, an output folder that cannot be made), " \
              "141 stdout was closed early (e.g. | head)"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
 TRAIN_EXTRA = "pip install -e '.[train]' in a checkout (or pip install 'emotion-service[train]')"
 
 
@@ -178,28 +177,6 @@ class AnalyzeTable:
                       ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]))
 
 
-def expand_inputs(items: list[str]) -> Iterator[tuple[str, Path | None]]:
-    """(name, path) per image: files as given, folders searched recursively by image extension, globs
-    expanded (also when the shell did not). A name that matches nothing yields (name, None)."""
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not found:
-                yield item, None
-            for p in found:
-                yield str(p), p
-        elif not path.exists() and glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            if not files:
-                yield item, None
-            for p in files:
-                yield str(p), p
-        else:
-            yield item, path
-
-
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -216,6 +193,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     csv_out = fmt == "csv" and not args.json
     if csv_out:
         _emit(csv_header().rstrip("\n"))
+    csv_file: TextIO | None = None
+    if args.csv:
+        csv_file = open(_output_path(args.csv, "--csv"), "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+        csv_file.write(csv_header())
     collected = bool(args.json) or fmt == "json"
     results: list[dict] = []
     status = 0
@@ -248,6 +229,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     except OSError as exc:
                         raise UsageError(f"--annotate {out}: cannot write it ({exc.strerror or exc})") from None
             bar.update(1)
+            if csv_file is not None:
+                csv_file.write(csv_lines(name, record))
+                csv_file.flush()
             if collected:
                 results.append(record)
             elif table is not None:
@@ -256,11 +240,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 _emit(csv_lines(name, record).rstrip("\n"))
             else:
                 _print_line(record)
+    if csv_file is not None:
+        csv_file.close()
     if args.json:
         _write_json(results, args.json)
     elif fmt == "json":
         _write_json(results, None)
     return status
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from emotion.client import Client
+
+    client = Client(args.url, args.api_key or os.environ.get("EMOTION_API_KEY") or None)
+    result = client.analyze_collection(args.paths, progress=_show_progress(args.progress),
+                                       out=args.out)
+    summary = result.summary
+    _write_json({"job_id": result.job_id, "out": str(args.out), **{k: summary[k] for k in (
+        "images", "analysed", "faces", "images_without_face", "failed", "failures_by_code", "dominant_emotions")}},
+        None)
+    return 1 if summary["failed"] else 0
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -425,11 +424,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "the format (.jpg, .png, .webp); with several inputs, one file each: "
                         "PATH_STEM-<n>-<name>.<ext>")
     p.add_argument("--classifier", choices=classifiers, help=classifier_help)
+    p.add_argument("--csv", metavar="PATH", type=Path,
+                   help="also write one CSV row per face to PATH (an image without a face: one row with empty face "
+                        "columns; a failed image: one row with its error code); its folder is created")
     p.add_argument("--min-face", type=_int_at_least(0, "--min-face"), default=None, metavar="PX",
                    help="drop faces smaller than this many pixels (default: the EMOTION_MIN_FACE setting)")
     p.add_argument("--max-faces", type=_int_at_least(1, "--max-faces"), default=None, metavar="N",
                    help="keep at most the N most confident faces (default: the EMOTION_MAX_FACES setting)")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser(
+        "batch", help="many images through a deployed service in one collection job (faces.csv at the end)",
+        description="Send images, folders (searched recursively) or one ZIP/tar archive to a deployed service "
+                    "as one collection job, show its progress, and write results.jsonl, faces.csv and "
+                    "summary.json to --out. Prints a JSON summary on stdout.",
+        epilog=EXIT_CODES,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, or one .zip / .tar archive")
+    p.add_argument("--url", required=True, help="the service's base URL (the stack's ApiUrl, or http://127.0.0.1:8000)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="sent as x-api-key (default: the EMOTION_API_KEY environment variable)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the three result files")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: only when stderr is a terminal)")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser(
         "video", help="track faces through a video and classify their emotions over time",

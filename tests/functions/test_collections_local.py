@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import tarfile
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -22,48 +20,18 @@ import httpx
 import pytest
 
 from tests.corpus import png_with_declared_size
+from tests.live_server import running_server
 
 CHUNK = 7
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[str]:
-    import uvicorn
-
-    from emotion.settings import get_settings
-    from emotion.storage import get_storage
-
-    mp = pytest.MonkeyPatch()
-    for name, value in {"EMOTION_STORAGE": "local", "EMOTION_DATA_DIR": str(tmp_path_factory.mktemp("coll-data")),
-                        "EMOTION_MAX_UPLOAD_BYTES": "20000000", "EMOTION_COLLECTION_CHUNK_IMAGES": str(CHUNK),
-                        "EMOTION_COLLECTION_MAX_IMAGES": "80",
-                        "EMOTION_COLLECTION_MAX_UNCOMPRESSED_BYTES": "40000000"}.items():
-        mp.setenv(name, value)
-    mp.delenv("EMOTION_API_KEY", raising=False)
-    get_settings.cache_clear()
-    get_storage.cache_clear()
-    from emotion.api.app import create_app
-
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while time.time() < deadline and not srv.started:
-        time.sleep(0.1)
-    assert srv.started
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(15)
-    mp.undo()
-    get_settings.cache_clear()
-    get_storage.cache_clear()
+    with running_server({"EMOTION_STORAGE": "local", "EMOTION_DATA_DIR": str(tmp_path_factory.mktemp("coll-data")),
+                         "EMOTION_MAX_UPLOAD_BYTES": "20000000", "EMOTION_COLLECTION_CHUNK_IMAGES": str(CHUNK),
+                         "EMOTION_COLLECTION_MAX_IMAGES": "80",
+                         "EMOTION_COLLECTION_MAX_UNCOMPRESSED_BYTES": "40000000"}) as base:
+        yield base
 
 
 def zip_bytes(entries: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
