@@ -485,6 +485,7 @@
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
+  window.emotionApi.download = download;
   const stem = (name) => name.replace(/\.[^.]+$/, "") || "photo";
 
   els.downloadJson.addEventListener("click", () => {

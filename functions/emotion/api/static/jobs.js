@@ -108,65 +108,113 @@
 
   function seconds(ms) { return `${(ms / 1000).toFixed(1)} s`; }
 
-  // Ticks at 1, 2 or 5 × 10^k seconds, about five of them over the video.
-  function timeTicks(durationMs) {
+  const TOP_LINES = 3; // emotions drawn per person: those with the highest mean probability
+  const SMOOTH_MS = 1000; // the lines are centred moving averages over this much video (at least 3 frames)
+  const CHART_HEIGHT = 170;
+
+  // Ticks at 1, 2, 5 × 10^k seconds (or 15 s, 30 s, minutes), at most `count` of them over the video.
+  function timeTicks(durationMs, count) {
     const span = Math.max(durationMs / 1000, 0.1);
-    const raw = span / 5;
+    const raw = span / Math.max(1, count);
     const power = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+    const step = [1, 2, 5, 10].map((m) => m * power).concat([15, 30, 60, 120, 300, 600])
+      .filter((v) => v >= raw).sort((x, y) => x - y)[0];
     const ticks = [];
     for (let t = 0; t <= span + 1e-9; t += step) ticks.push(Math.round(t * 1000) / 1000);
     return { ticks, step };
   }
 
-  // One chart: a line per emotion (probability 0..100% against video time), with axes, ticks and gridlines;
-  // a gap in the person's timeline (off screen) breaks the lines.
-  function personChart(person, durationMs, labels) {
-    const W = 340, H = 150, L = 34, R = 8, T = 8, B = 24;
-    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img",
-      "aria-label": `emotions of person ${person.id} over time` });
+  // "0 s", "2.5 s" under a minute; "1:30" (minutes:seconds) for longer videos.
+  function timeLabel(t, step, durationMs) {
+    if (durationMs < 60000) return `${step < 1 ? t.toFixed(1) : String(Math.round(t))} s`;
+    const m = Math.floor(t / 60);
+    return `${m}:${String(Math.round(t - m * 60)).padStart(2, "0")}`;
+  }
+
+  // The person's timeline cut where they were off screen (a gap of more than 3 analysed frames, at least 1.2 s).
+  function segments(points) {
+    const gapMs = Math.max(1200, 3 * medianStep(points));
+    const parts = [];
+    let part = [];
+    for (const pt of points) {
+      if (part.length && pt.t_ms - part[part.length - 1].t_ms > gapMs) { parts.push(part); part = []; }
+      part.push(pt);
+    }
+    if (part.length) parts.push(part);
+    return parts;
+  }
+
+  // The smoothing window: SMOOTH_MS, widened to 3 analysed frames when frames are sparse.
+  function windowMs(points) { return Math.max(SMOOTH_MS, 3 * medianStep(points)); }
+
+  // Centred moving average of one emotion over one segment: each point is the mean of the points within half
+  // the window on either side of it (fewer at the segment's ends).
+  function smoothed(part, name, halfMs) {
+    const out = [];
+    let lo = 0;
+    let hi = 0;
+    let sum = 0;
+    for (let i = 0; i < part.length; i += 1) {
+      const t = part[i].t_ms;
+      while (hi < part.length && part[hi].t_ms <= t + halfMs) { sum += part[hi].emotions[name] || 0; hi += 1; }
+      while (part[lo].t_ms < t - halfMs) { sum -= part[lo].emotions[name] || 0; lo += 1; }
+      out.push([t, sum / (hi - lo)]);
+    }
+    return out;
+  }
+
+  // One chart in the card's own pixels (drawn again when the card's width changes, so labels keep their size
+  // on a phone): the top emotions' smoothed lines against video time, gaps where the person was off screen.
+  function drawChart(chart, person, durationMs, drawn, width) {
+    const W = Math.max(200, width), H = CHART_HEIGHT, L = 40, R = 10, T = 8, B = 26;
+    chart.replaceChildren();
+    chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    chart.setAttribute("width", String(W));
+    chart.setAttribute("height", String(H));
     const span = Math.max(durationMs, 1);
     const x = (t) => L + (t / span) * (W - L - R);
     const y = (p) => T + (1 - p) * (H - T - B);
     const grid = svg("g", { class: "grid" });
     for (const p of [0, 0.5, 1]) {
       grid.append(svg("line", { x1: L, x2: W - R, y1: y(p), y2: y(p) }));
-      grid.append(svg("text", { x: L - 4, y: y(p) + 3, "text-anchor": "end", class: "tick" }, `${p * 100}%`));
+      grid.append(svg("text", { x: L - 5, y: y(p) + 4, "text-anchor": "end", class: "tick" }, `${p * 100}%`));
     }
-    const { ticks, step } = timeTicks(durationMs);
+    const { ticks, step } = timeTicks(durationMs, Math.floor((W - L - R) / 50));
     for (const t of ticks) {
       grid.append(svg("line", { x1: x(t * 1000), x2: x(t * 1000), y1: H - B, y2: H - B + 4, class: "axis" }));
-      const label = step < 1 ? t.toFixed(1) : String(t);
-      grid.append(svg("text", { x: x(t * 1000), y: H - B + 15, "text-anchor": "middle", class: "tick" }, `${label} s`));
+      grid.append(svg("text", { x: x(t * 1000), y: H - B + 18, "text-anchor": t === 0 ? "start" : "middle",
+        class: "tick" }, timeLabel(t, step, durationMs)));
     }
     grid.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
     grid.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
     chart.append(grid);
-    const points = person.timeline;
-    const gapMs = Math.max(1200, 3 * medianStep(points));
-    const dominant = (person.summary || {}).dominant_emotion;
-    for (const name of labels) {
-      let segment = [];
-      const flush = () => {
-        if (segment.length === 1) segment.push([segment[0][0] + 2, segment[0][1]]);
-        if (segment.length > 1) {
-          const line = svg("polyline", { points: segment.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(" "),
-            fill: "none", stroke: COLOURS[name] || "#888", "stroke-width": name === dominant ? 2.6 : 1.3,
-            "stroke-linejoin": "round", "data-emotion": name });
-          line.append(svg("title", {}, name));
-          chart.append(line);
-        }
-        segment = [];
-      };
-      let last = null;
-      for (const pt of points) {
-        if (last !== null && pt.t_ms - last > gapMs) flush();
-        segment.push([x(pt.t_ms), y(pt.emotions[name] || 0)]);
-        last = pt.t_ms;
+    const half = windowMs(person.timeline) / 2;
+    for (const [rank, name] of drawn.entries()) {
+      for (const part of segments(person.timeline)) {
+        let pts = smoothed(part, name, half).map(([t, p]) => [x(t), y(p)]);
+        if (pts.length === 1) pts = [pts[0], [pts[0][0] + 2, pts[0][1]]];
+        const line = svg("polyline", { points: pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(" "),
+          fill: "none", stroke: COLOURS[name] || "#888", "stroke-width": rank === 0 ? 2.8 : 1.8,
+          "stroke-linejoin": "round", "data-emotion": name });
+        line.append(svg("title", {}, name));
+        chart.append(line);
       }
-      flush();
     }
-    return chart;
+  }
+
+  function personChart(person, durationMs, drawn) {
+    const box = el("div", { class: "chart-box" });
+    const chart = svg("svg", { class: "chart", role: "img",
+      "aria-label": `${drawn.join(", ")} of person ${person.id} over time, smoothed` });
+    box.append(chart);
+    let drawnWidth = 0;
+    const draw = (width) => {
+      const w = Math.round(width);
+      if (w > 0 && w !== drawnWidth) { drawnWidth = w; drawChart(chart, person, durationMs, drawn, w); }
+    };
+    draw(340); // a first drawing; the observer redraws it at the card's width once it is laid out
+    new ResizeObserver((entries) => draw(entries[0].contentRect.width)).observe(box);
+    return box;
   }
 
   function medianStep(points) {
@@ -175,14 +223,16 @@
     return steps[Math.floor(steps.length / 2)];
   }
 
-  function legend(labels, summary) {
+  // Every emotion with its mean probability, highest first; the drawn ones have a filled swatch.
+  function legend(ranked, drawn) {
     const list = el("ul", { class: "legend" });
-    const means = (summary && summary.mean_emotions) || {};
-    for (const name of labels) {
-      const item = el("li");
+    for (const [name, mean] of ranked) {
+      const shown = drawn.includes(name);
+      const item = el("li", shown ? { class: "drawn" } : {});
       const swatch = svg("svg", { width: 12, height: 12, viewBox: "0 0 12 12", "aria-hidden": "true" });
-      swatch.append(svg("rect", { width: 12, height: 12, rx: 2, fill: COLOURS[name] || "#888" }));
-      item.append(swatch, document.createTextNode(` ${name} ${Math.round((means[name] || 0) * 100)}%`));
+      swatch.append(svg("rect", shown ? { width: 12, height: 12, rx: 2, fill: COLOURS[name] || "#888" }
+        : { x: 1, y: 1, width: 10, height: 10, rx: 2, fill: "none", stroke: COLOURS[name] || "#888" }));
+      item.append(swatch, document.createTextNode(` ${name} ${Math.round(mean * 100)}%`));
       list.append(item);
     }
     return list;
@@ -196,16 +246,26 @@
         alt: `face of person ${person.id}`, width: "64", height: "64" }));
     }
     const s = person.summary || {};
+    const means = s.mean_emotions || {};
+    const ranked = labels.map((name) => [name, means[name] || 0]).sort((a, b) => b[1] - a[1]);
+    const drawn = ranked.slice(0, TOP_LINES).map(([name]) => name);
     const title = el("div");
     title.append(el("h3", {}, `Person ${person.id}`));
-    const share = s.dominant_share != null ? `${Math.round(s.dominant_share * 100)}% of the time` : "";
-    title.append(el("p", { class: "dominant" }, s.dominant_emotion ? `Mostly ${s.dominant_emotion} (${share})` : "No emotion measured"));
+    if (s.dominant_emotion) {
+      const frames = s.samples || person.timeline.length;
+      title.append(el("p", { class: "dominant" }, `Mostly ${s.dominant_emotion}: ` +
+        `${Math.round((means[s.dominant_emotion] || 0) * 100)}% on average`));
+      title.append(el("p", { class: "meta" }, `top emotion in ${Math.round((s.dominant_share || 0) * 100)}% of ` +
+        `${frames} analysed frame${frames === 1 ? "" : "s"}`));
+    } else {
+      title.append(el("p", { class: "dominant" }, "No emotion measured"));
+    }
     const tracks = person.track_ids.length;
     title.append(el("p", { class: "meta" }, `On screen ${seconds(person.first_ms)}–${seconds(person.last_ms)}` +
       (tracks > 1 ? ` · seen ${tracks} times, joined by face identity` : "") +
       (person.identified === false ? " · face too small or unclear to identify" : "")));
     head.append(title);
-    card.append(head, personChart(person, r.video.duration_ms, labels), legend(labels, s));
+    card.append(head, personChart(person, r.video.duration_ms, drawn), legend(ranked, drawn));
     if (player) {
       const jump = el("button", { type: "button", class: "button small" }, "Play from here");
       jump.addEventListener("click", () => { player.currentTime = person.first_ms / 1000; player.play().catch(() => {}); });
@@ -214,7 +274,47 @@
     return card;
   }
 
-  function showResult(ui, job, r) {
+  // How to read the cards, once above them: what "Mostly", the percentages and the lines are.
+  function readingNote(persons) {
+    const steps = persons.map((p) => windowMs(p.timeline));
+    const win = (Math.max(...steps, SMOOTH_MS) / 1000).toFixed(1);
+    return el("p", { class: "note reading" }, "How to read a card: “Mostly X: N% on average” is the emotion " +
+      "with the highest mean probability over the frames where the person was analysed (the legend lists every " +
+      "emotion's mean); “top emotion in N%” counts the frames where X was the most probable one. Lines: the " +
+      `${TOP_LINES} emotions with the highest mean (filled swatches), each smoothed with a centred moving ` +
+      `average over ${win} s of video (at least 3 analysed frames); a gap is time off screen.`);
+  }
+
+  // One row per person per analysed frame: the person's timeline with the track each point came from.
+  function timelineCsv(r, persons, labels) {
+    const trackOf = new Map();
+    for (const t of r.tracks) for (const pt of t.timeline) trackOf.set(`${t.person_id}:${pt.frame}`, t.id);
+    const header = ["person", "track", "t_ms", "frame", "x", "y", "width", "height", "confidence",
+      "dominant_emotion", ...labels];
+    const rows = [header.join(",")];
+    for (const person of persons) {
+      for (const pt of person.timeline) {
+        const b = pt.box;
+        rows.push([person.id, trackOf.get(`${person.id}:${pt.frame}`) ?? "", pt.t_ms, pt.frame, b.x, b.y, b.width,
+          b.height, pt.confidence, pt.dominant_emotion, ...labels.map((name) => pt.emotions[name] ?? "")].join(","));
+      }
+    }
+    return `${rows.join("\n")}\n`;
+  }
+
+  function downloads(r, persons, labels, stem) {
+    const row = el("div", { class: "buttons downloads video-downloads" });
+    const json = el("button", { id: "video-download-json", type: "button", class: "button" }, "Download JSON");
+    const csv = el("button", { id: "video-download-csv", type: "button", class: "button",
+      title: "one row per person per analysed frame: time, box and every emotion's probability" }, "Download CSV");
+    const save = (text, type, name) => window.emotionApi.download(new Blob([text], { type }), name);
+    json.addEventListener("click", () => save(JSON.stringify(r, null, 2), "application/json", `${stem}.emotions.json`));
+    csv.addEventListener("click", () => save(timelineCsv(r, persons, labels), "text/csv", `${stem}.timeline.csv`));
+    row.append(json, csv, el("span", { class: "hint" }, "CSV: one row per person per analysed frame."));
+    return row;
+  }
+
+  function showResult(ui, job, r, filename) {
     ui.result.replaceChildren();
     if (!r) return;
     if (r.kind !== "video") {
@@ -240,6 +340,9 @@
       ui.result.append(figure);
     }
     const labels = Object.keys(((persons[0] || {}).timeline || [{}])[0]?.emotions || {}).sort();
+    const stem = (filename || "video").replace(/\.[^.]+$/, "") || "video";
+    ui.result.append(downloads(r, persons, labels, stem));
+    if (persons.length) ui.result.append(readingNote(persons));
     const grid = el("div", { class: "persons" });
     for (const person of persons) grid.append(personCard(person, r, labels, player));
     ui.result.append(grid);
@@ -277,7 +380,7 @@
         if (done.status === "failed") throw new Error(`The analysis failed: ${(done.error && done.error.message) || "unknown reason"}`);
         ui.status.textContent = done.result ? "Done." : "Done. Fetching the result…";
         const r = await resultOf(done);
-        showResult(ui, done, r);
+        showResult(ui, done, r, file.name);
         ui.status.textContent = "Done.";
       } catch (err) {
         ui.error.textContent = err.message || String(err);
