@@ -39,7 +39,7 @@ models: $(BIN)/.runtime
 	@$(BIN)/emotion models fetch --from $(SHARED)/models
 
 system-deps:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v chromium >/dev/null && command -v jq >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver jq >/dev/null; }
 	@[ -x node_modules/.bin/cdk ] || npm ci --no-audit --no-fund --loglevel=error
 
 setup-test: $(BIN)/.test models system-deps
