@@ -72,6 +72,8 @@ def test_analyze_multipart_finds_two_faces(client: TestClient, two_people: bytes
         assert face["dominant_emotion"] == max(face["emotions"], key=face["emotions"].get)
         box = face["box"]
         assert 0 <= box["x"] < width and 0 <= box["y"] < height and box["width"] > 10
+        assert set(face["pose"]) == {"yaw", "pitch", "roll"} and all(abs(v) < 90 for v in face["pose"].values())
+        assert face["quality"]["reliable"] is True and face["quality"]["size"] == min(box["width"], box["height"])
     assert set(body["timings_ms"]) >= {"decode", "detect", "classify", "total"}
     assert body["models"]["detector"] and body["models"]["classifier"]
     assert r.headers["x-request-id"]

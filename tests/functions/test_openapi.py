@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from emotion.api.app import create_app
+from emotion.core.results import AnalysisResult
 from emotion.core.vocabulary import EMOTIONS
 
 
@@ -30,6 +31,16 @@ def test_emotion_labels_are_enums(spec: dict) -> None:
     assert face["emotions"]["propertyNames"]["enum"] == list(EMOTIONS)
     labels = spec["components"]["schemas"]["ModelInfo"]["properties"]["labels"]["items"]
     assert labels["enum"] == list(EMOTIONS)
+
+
+def test_faces_carry_pose_and_quality_and_the_example_fits_the_schema(spec: dict) -> None:
+    schemas = spec["components"]["schemas"]
+    assert {"pose", "quality"} <= set(schemas["Face"]["required"])
+    assert set(schemas["Pose"]["properties"]) == {"yaw", "pitch", "roll"}
+    assert set(schemas["Quality"]["properties"]) == {"brightness", "sharpness", "size", "reliable"}
+    assert all(p.get("description") for p in schemas["Quality"]["properties"].values())
+    example = spec["paths"]["/v1/analyze"]["post"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert AnalysisResult.model_validate(example).faces[0].quality.reliable
 
 
 def test_every_json_response_has_an_example(spec: dict) -> None:

@@ -95,7 +95,7 @@ async def run_engine(request: Request, fn: Callable[..., T], *args: Any) -> T:
 @router.post(
     "/v1/analyze",
     response_model=AnalysisResult,
-    responses={**example_response(ANALYSIS_EXAMPLE, "Every face found: box, landmarks, emotions"),
+    responses={**example_response(ANALYSIS_EXAMPLE, "Every face found: box, landmarks, pose, quality, emotions"),
                **IMAGE_ERROR_RESPONSES},
     openapi_extra=IMAGE_REQUEST_BODY,
     tags=["analysis"],

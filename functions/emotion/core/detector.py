@@ -14,7 +14,13 @@ STRIDES = (8, 16, 32)
 # The columns of a row holding x and y coordinates: the box's corner and the five landmarks.
 X_COLUMNS = [0, 4, 6, 8, 10, 12]
 Y_COLUMNS = [1, 5, 7, 9, 11, 13]
-
+# A detection is dropped when more than CONTAINED of its box lies inside a higher-scoring kept box that is itself
+# likely a face (score >= CONTAINER_SCORE). YuNet sometimes adds a smaller box on part of a face (eyes and nose)
+# whose IoU with the face's own box is low enough to pass suppression by IoU, and it became a second face with its
+# own emotions (3 of 275 Hamilton frames: 63-71 % inside). Chosen on WIDER val (docs/benchmarks.md): at 0.5 / any
+# container, AP50 fell by 0.1; large low-scoring boxes over a crowd would hide the real small faces under them.
+CONTAINED = 0.6
+CONTAINER_SCORE = 0.5
 
 def working_size(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """The image downscaled (area averaging) to ``max_side`` if it is larger (0: no limit), and the scale used."""
@@ -33,6 +39,26 @@ def to_input_pixels(faces: np.ndarray, scale: float) -> np.ndarray:
         faces[:, :14] /= scale
     return faces
 
+
+def drop_contained(faces: np.ndarray, share: float = CONTAINED, container_score: float = CONTAINER_SCORE) -> np.ndarray:
+    """Rows sorted by score, less each row whose box lies more than ``share`` inside a higher-scoring kept row
+    that scores at least ``container_score``."""
+    x0, y0 = faces[:, 0], faces[:, 1]
+    x1, y1 = x0 + faces[:, 2], y0 + faces[:, 3]
+    area = np.maximum(faces[:, 2] * faces[:, 3], 1e-9)
+    containers: list[int] = []  # kept rows that may hide others
+    kept: list[int] = []
+    for i in range(len(faces)):
+        if containers:
+            k = np.asarray(containers)
+            inter = (np.clip(np.minimum(x1[i], x1[k]) - np.maximum(x0[i], x0[k]), 0, None)
+                     * np.clip(np.minimum(y1[i], y1[k]) - np.maximum(y0[i], y0[k]), 0, None))
+            if float(inter.max()) > share * float(area[i]):
+                continue
+        kept.append(i)
+        if faces[i, 14] >= container_score:
+            containers.append(i)
+    return faces[kept]
 
 class YuNetDetector:
     """Faces as YuNet rows ``[x, y, w, h, re_x, re_y, le_x, le_y, n_x, n_y, mr_x, mr_y, ml_x, ml_y, score]``.
@@ -73,7 +99,7 @@ class YuNetDetector:
         keep = cv2.dnn.NMSBoxes(faces[:, :4].tolist(), faces[:, 14].tolist(), self.score_threshold,
                                 self.nms_threshold, top_k=self.top_k)
         faces = faces[np.asarray(keep, dtype=np.int64).ravel()]
-        return faces[np.argsort(-faces[:, 14], kind="stable")]
+        return drop_contained(faces[np.argsort(-faces[:, 14], kind="stable")])
 
     def detect_rotated(self, bgr: np.ndarray, degrees: float, max_side: int = 0) -> np.ndarray:
         """:meth:`detect` on the image turned ``degrees`` counter-clockwise (on a canvas grown to hold all of it),

@@ -17,10 +17,11 @@ from emotion.core.align import enlarged
 from emotion.core.classifiers import EmotionClassifier, classifier_for
 from emotion.core.detector import YuNetDetector, to_input_pixels, working_size
 from emotion.core.errors import BadParameter
+from emotion.core.facemeasures import face_pose, face_quality
 from emotion.core.imageio import decode_image
 from emotion.core.manifest import load_manifest
 from emotion.core.model_files import check_metadata, runnable_model_path
-from emotion.core.results import AnalysisResult, Box, EmotionLabel, Face, ImageSize, Landmarks, ModelsUsed
+from emotion.core.results import AnalysisResult, Box, EmotionLabel, Face, ImageSize, Landmarks, ModelsUsed, Quality
 from emotion.core.runtime import create_session, resolve_providers
 from emotion.settings import get_settings
 
@@ -100,12 +101,13 @@ class Engine:
         work, faces, factor = self.detect_enlarged(bgr, options)
         t1 = time.perf_counter()
         probs = self.classifier.classify(work, faces)
+        qualities = [face_quality(work, face, 1 / factor) for face in faces]
         t2 = time.perf_counter()
         height, width = bgr.shape[:2]
         rows = to_input_pixels(faces, factor)
         return AnalysisResult(
             image=ImageSize(width=width, height=height),
-            faces=[self._face(row, p, width, height) for row, p in zip(rows, probs, strict=True)],
+            faces=[self._face(row, p, q, width, height) for row, p, q in zip(rows, probs, qualities, strict=True)],
             models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
             timings_ms={
                 "decode": 0.0,
@@ -123,10 +125,11 @@ class Engine:
         t1 = time.perf_counter()
         crops = [self.classifier.preprocess(work, faces) for work, faces, _ in prepared if len(faces)]
         probs = self.classifier.postprocess(self.classifier.infer(np.concatenate(crops))) if crops else None
+        qualities = [[face_quality(work, face, 1 / factor) for face in faces] for work, faces, factor in prepared]
         t2 = time.perf_counter()
         results, start = [], 0
         share = {"detect": (t1 - t0) * 1000 / max(1, len(images)), "classify": (t2 - t1) * 1000 / max(1, len(images))}
-        for bgr, (_, faces, factor) in zip(images, prepared, strict=True):
+        for bgr, (_, faces, factor), quality in zip(images, prepared, qualities, strict=True):
             height, width = bgr.shape[:2]
             none = np.zeros((0, len(self.classifier.labels)))
             mine = probs[start : start + len(faces)] if probs is not None else none
@@ -134,7 +137,7 @@ class Engine:
             rows = to_input_pixels(faces, factor)
             results.append(AnalysisResult(
                 image=ImageSize(width=width, height=height),
-                faces=[self._face(row, p, width, height) for row, p in zip(rows, mine, strict=True)],
+                faces=[self._face(row, p, q, width, height) for row, p, q in zip(rows, mine, quality, strict=True)],
                 models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
                 # Shared batches: each image is credited an equal share of the group's stage times.
                 timings_ms={"decode": 0.0, **{k: round(v, 2) for k, v in share.items()},
@@ -142,7 +145,7 @@ class Engine:
             ))
         return results
 
-    def _face(self, row: np.ndarray, probs: np.ndarray, width: int, height: int) -> Face:
+    def _face(self, row: np.ndarray, probs: np.ndarray, quality: Quality, width: int, height: int) -> Face:
         x0, y0 = max(0, int(round(row[0]))), max(0, int(round(row[1])))
         x1, y1 = min(width, int(round(row[0] + row[2]))), min(height, int(round(row[1] + row[3])))
         points = [(round(float(row[i]), 1), round(float(row[i + 1]), 1)) for i in range(4, 14, 2)]
@@ -154,6 +157,8 @@ class Engine:
             landmarks=Landmarks(
                 right_eye=points[0], left_eye=points[1], nose=points[2], mouth_right=points[3], mouth_left=points[4]
             ),
+            pose=face_pose(row),
+            quality=quality,
             emotions=dict(sorted(emotions.items(), key=lambda kv: -kv[1])),
             dominant_emotion=max(emotions, key=emotions.__getitem__),
         )

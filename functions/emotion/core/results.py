@@ -37,10 +37,31 @@ class Landmarks(BaseModel):
     mouth_left: tuple[float, float]
 
 
+class Pose(BaseModel):
+    """Head pose in degrees from the 5 landmarks, as a viewer of the image sees the face. Roll is exact for the
+    landmarks; yaw and pitch assume an average face and are approximate (docs/benchmarks.md)."""
+
+    yaw: float = Field(description="turned towards the image's right > 0, left < 0; 0 frontal")
+    pitch: float = Field(description="tilted up (chin up) > 0, down < 0")
+    roll: float = Field(description="turned counter-clockwise in the image > 0, clockwise < 0; exact from the eye line")
+
+
+class Quality(BaseModel):
+    brightness: float = Field(description="mean grey level of the face aligned to 112x112, 0 (black) to 255")
+    sharpness: float = Field(description="variance of the Laplacian of the aligned face (112x112): low when the face "
+                             "is blurred or smaller than that in the image")
+    size: int = Field(description="the shorter side of the face box, in input pixels")
+    reliable: bool = Field(description="bright, sharp and large enough for the expression to be read as accurately "
+                           "as on typical faces (thresholds in docs/benchmarks.md); an unreliable face's emotions "
+                           "are less often right")
+
+
 class Face(BaseModel):
     box: Box
     confidence: float = Field(description="detector score, 0..1")
     landmarks: Landmarks
+    pose: Pose
+    quality: Quality
     emotions: dict[EmotionLabel, float] = Field(
         description="softmax probabilities over the classifier's labels, most likely first, 4 decimals; sum to 1 "
         "(within rounding). A 7-class classifier has no `contempt`."

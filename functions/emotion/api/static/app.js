@@ -159,6 +159,24 @@
     return bars;
   }
 
+  // Pose and quality of a face, and a warning when its expression is hard to read (quality.reliable false).
+  function poseQuality(face) {
+    const p = document.createElement("p");
+    p.className = "meta pose-quality";
+    const deg = (v) => `${Math.round(v)}°`;
+    const { pose, quality } = face;
+    p.textContent = `Pose: yaw ${deg(pose.yaw)}, pitch ${deg(pose.pitch)}, roll ${deg(pose.roll)}. ` +
+      `Quality: brightness ${Math.round(quality.brightness)}/255, sharpness ${Math.round(quality.sharpness)}, ` +
+      `size ${quality.size} px.`;
+    if (!quality.reliable) {
+      const warn = document.createElement("strong");
+      warn.className = "unreliable";
+      warn.textContent = " Low quality: expressions are often misread on faces this dark, blurred or small.";
+      p.appendChild(warn);
+    }
+    return p;
+  }
+
   function faceCard(face, index) {
     const li = document.createElement("li");
     li.className = "face-card";
@@ -184,7 +202,7 @@
     meta.className = "meta";
     const b = face.box;
     meta.textContent = `${b.width}×${b.height} px at (${b.x}, ${b.y}); detector confidence ${pct(face.confidence)}`;
-    body.append(h3, meta);
+    body.append(h3, meta, poseQuality(face));
 
     const entries = Object.entries(face.emotions).sort((a, c) => c[1] - a[1]);
     body.appendChild(barRows(entries.slice(0, TOP_EMOTIONS), index));
@@ -418,6 +436,7 @@
         box: { x: Math.round(f.box.x * fx), y: Math.round(f.box.y * fy), width: Math.round(f.box.width * fx),
           height: Math.round(f.box.height * fy) },
         landmarks: Object.fromEntries(Object.entries(f.landmarks).map(([k, v]) => [k, point(v)])),
+        quality: { ...f.quality, size: Math.round(f.quality.size * Math.min(fx, fy)) },
       })),
       scaled_in_browser: { sent, factor: Math.round(fx * 1e4) / 1e4 },
     };
