@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
+from emotion.core.cpu import cpu_info  # noqa: E402
 from emotion.core.engine import default_options, get_engine  # noqa: E402
 from emotion.core.facemeasures import GENERIC_FACE, face_pose  # noqa: E402
 
@@ -193,7 +194,8 @@ def main() -> None:
     args = parser.parse_args()
     data = shared_dir() / "data"
     faces = real_faces(data, args.every)
-    print(json.dumps({"model": model_check(), **roll_and_mirror(faces), "wider_pose": wider_pose(data)}, indent=1))
+    report = {"cpu": cpu_info(), "model": model_check(), **roll_and_mirror(faces), "wider_pose": wider_pose(data)}
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

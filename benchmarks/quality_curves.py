@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import shared_dir  # noqa: E402
 
 from emotion.core import facemeasures  # noqa: E402
+from emotion.core.cpu import cpu_info  # noqa: E402
 from emotion.core.engine import default_options, get_engine  # noqa: E402
 from emotion.core.vocabulary import EMOTIONS, canonical_emotion  # noqa: E402
 from emotion.model.crops import validation_groups  # noqa: E402
@@ -120,7 +121,7 @@ def main() -> None:
     scales = [float(s) for s in args.scales.split(",")]
     sets = {"ferplus_holdout": (ferplus_holdout, 0.0), "ferplus_publictest": (ferplus_publictest, 0.0),
             "sfew_val": (sfew_val, 0.0), "sfew_val_pad0.5": (sfew_val, 0.5)}
-    report: dict = {"thresholds": {"min_brightness": facemeasures.MIN_BRIGHTNESS,
+    report: dict = {"cpu": cpu_info(), "thresholds": {"min_brightness": facemeasures.MIN_BRIGHTNESS,
                                    "min_sharpness": facemeasures.MIN_SHARPNESS, "min_size": facemeasures.MIN_SIZE},
                     "classifier": engine.classifier.spec.version, "scales": scales, "sets": {}}
     out = args.records.open("w") if args.records else None
