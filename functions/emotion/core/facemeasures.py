@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-from emotion.core.align import ARCFACE_112, align_face
+from emotion.core.align import ARCFACE_112, similarity_to_template
 from emotion.core.results import Pose, Quality
 
 # The generic face, in ArcFace-template units (112 px, eye-centre distance about 35): where the eyes and mouth
@@ -87,15 +87,18 @@ MIN_SHARPNESS = 10.0
 MIN_SIZE = 24
 
 
-def brightness_sharpness(aligned_bgr: np.ndarray) -> tuple[float, float]:
-    """Mean grey level and variance of the Laplacian of the inner face of a face aligned to 112x112."""
-    grey = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)[INNER]
-    return float(grey.mean()), float(cv2.Laplacian(grey, cv2.CV_32F).var())
+def brightness_sharpness(grey_inner: np.ndarray) -> tuple[float, float]:
+    """Mean grey level and variance of the Laplacian of the INNER window of a face aligned to 112x112 (grey)."""
+    return float(grey_inner.mean()), float(cv2.Laplacian(grey_inner, cv2.CV_32F).var())
 
 
 def face_quality(bgr: np.ndarray, face: np.ndarray, scale: float = 1.0) -> Quality:
     """Quality of a YuNet row found on ``bgr``; ``scale``: input pixels per pixel of ``bgr`` (1 / enlargement)."""
-    brightness, sharpness = brightness_sharpness(align_face(bgr, face[4:14].reshape(5, 2)))
-    size = int(round(min(float(face[2]), float(face[3])) * scale))
-    reliable = brightness >= MIN_BRIGHTNESS and sharpness >= MIN_SHARPNESS and size >= MIN_SIZE
-    return Quality(brightness=round(brightness, 1), sharpness=round(sharpness, 1), size=size, reliable=reliable)
+    to_inner = similarity_to_template(face[4:14].reshape(5, 2))
+    to_inner[:, 2] -= (INNER[1].start, INNER[0].start)  # only the inner window is warped
+    size = (INNER[1].stop - INNER[1].start, INNER[0].stop - INNER[0].start)
+    inner = cv2.cvtColor(cv2.warpAffine(bgr, to_inner, size), cv2.COLOR_BGR2GRAY)
+    brightness, sharpness = brightness_sharpness(inner)
+    face_size = int(round(min(float(face[2]), float(face[3])) * scale))
+    reliable = brightness >= MIN_BRIGHTNESS and sharpness >= MIN_SHARPNESS and face_size >= MIN_SIZE
+    return Quality(brightness=round(brightness, 1), sharpness=round(sharpness, 1), size=face_size, reliable=reliable)

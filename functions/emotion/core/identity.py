@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from emotion.core.align import align_face
 from emotion.core.errors import ModelUnavailable
+from emotion.core.facemeasures import INNER, brightness_sharpness
 from emotion.core.manifest import ModelSpec, load_manifest
 from emotion.core.model_files import runnable_model_path
 from emotion.core.runtime import create_session, resolve_providers
@@ -57,11 +58,8 @@ class FaceGate:
 
     def pixels(self, aligned_rgb: np.ndarray) -> bool:
         """The aligned face is bright and sharp enough to identify."""
-        grey = cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)
-        inner = grey[24:100, 20:92]  # the face, not the background corners of the warp
-        if float(inner.mean()) < self.min_luminance:
-            return False
-        return float(cv2.Laplacian(inner, cv2.CV_32F).var()) >= self.min_sharpness
+        brightness, sharpness = brightness_sharpness(cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)[INNER])
+        return brightness >= self.min_luminance and sharpness >= self.min_sharpness
 
 
 def identifiable(gate: FaceGate, bgr: np.ndarray, face: np.ndarray) -> tuple[float, np.ndarray | None]:
