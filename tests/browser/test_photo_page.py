@@ -5,6 +5,7 @@ linked, downloads, and a photo too large for the service scaled down in the brow
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +242,31 @@ def test_a_heic_photo_is_analysed_and_shown(server: str, browser_context, scenes
     assert page.locator("#photo").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [1126, 661]
     assert page.locator("#overlay .face-box").count() == 2
     page.close()
+
+
+def test_cards_show_pose_and_quality_and_warn_on_an_unreliable_face(
+    server: str, browser_context, scenes: Path, artifacts_dir: Path, tmp_path: Path
+) -> None:
+    # Two people; the right half darkened to a tenth, so the right face is too dark to read reliably.
+    photo = np.asarray(Image.open(scenes / "fr_two_people.jpg").convert("RGB")).copy()
+    photo[:, 563:] = (photo[:, 563:] * 0.1).astype(np.uint8)
+    path = tmp_path / "one_dark.jpg"
+    Image.fromarray(photo).save(path, quality=92)
+    page = browser_context.new_page()
+    page.set_viewport_size(VIEWPORTS["desktop"])
+    blocked = block_external(page, server)
+    page.goto(server)
+    faces = analyse(page, path)["faces"]
+    assert sorted((f["box"]["x"] < 563, f["quality"]["reliable"]) for f in faces) == [(False, False), (True, True)]
+    lines = page.locator("#faces > li .pose-quality").all_inner_texts()
+    assert len(lines) == len(faces) == 2
+    def js_round(value: float) -> int:  # Math.round: halves go up (Python's round goes to even)
+        return math.floor(value + 0.5)
+
+    for face, line in zip(faces, lines, strict=True):
+        pose, quality = face["pose"], face["quality"]
+        assert f"yaw {js_round(pose['yaw'])}°, pitch {js_round(pose['pitch'])}°, roll {js_round(pose['roll'])}°" in line
+        assert f"brightness {js_round(quality['brightness'])}/255" in line and f"size {quality['size']} px" in line
+        assert ("Low quality" in line) is (not quality["reliable"])
+    page.locator("#faces").screenshot(path=str(artifacts_dir / "photo_cards_pose_quality.png"))
+    assert blocked == []
