@@ -20,7 +20,7 @@ from emotion.core.vocabulary import EMOTIONS
 
 #: Columns of a face row: ``face`` counts from 1 within its image; the box is integer pixels of the image.
 FACE_COLUMNS = ("image", "face", "x", "y", "width", "height", "confidence", "dominant_emotion", *EMOTIONS)
-#: Optional per-face columns, filled when the result carries them (pose in degrees, quality measures).
+#: Per-face pose (degrees) and quality columns (empty for a result from before faces carried them).
 EXTRA_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll", "quality_brightness", "quality_sharpness", "quality_size",
                  "quality_reliable")
 CSV_COLUMNS = (*FACE_COLUMNS, *EXTRA_COLUMNS, "error")

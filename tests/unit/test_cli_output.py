@@ -60,6 +60,12 @@ def test_format_csv_is_one_row_per_face_with_the_collection_columns(model_dir, s
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [(r["face"], bool(r["error"])) for r in rows] == [("1", False), ("2", False), ("", True)]
     assert rows[0]["dominant_emotion"] and float(rows[0][rows[0]["dominant_emotion"]]) > 0
+    for row in rows[:2]:  # pose and quality of every face
+        assert all(abs(float(row[f"pose_{axis}"])) < 90 for axis in ("yaw", "pitch", "roll"))
+        assert float(row["quality_brightness"]) > 0 and float(row["quality_sharpness"]) > 0
+        assert int(row["quality_size"]) == min(int(row["width"]), int(row["height"]))
+        assert row["quality_reliable"] == "True"
+    assert rows[2]["pose_yaw"] == rows[2]["quality_reliable"] == ""
 
 
 def test_on_a_terminal_the_default_is_the_table(model_dir, scenes):
