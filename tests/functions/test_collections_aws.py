@@ -18,17 +18,19 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
 import requests
 from fastapi.testclient import TestClient
+
+from tests.functions.test_jobs_s3 import LambdaContext as S3TriggerContext
+from tests.functions.test_jobs_s3 import moto_endpoint  # noqa: F401 - the module's moto server fixture
+from tests.functions.test_jobs_s3 import s3_event as s3_event_for
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 INPUTS, RESULTS, QUEUE = "emotion-inputs-coll", "emotion-results-coll", "emotion-collection-chunks"
@@ -36,33 +38,15 @@ IMAGES, CHUNK = 500, 50
 VISIBILITY_S = 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
-class LambdaContext:
+class LambdaContext(S3TriggerContext):
     function_name: str = "emotion-collection-worker"
     memory_limit_in_mb: int = 2048
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:emotion-collection-worker"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture()
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, model_dir: Path, tmp_path: Path):
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, model_dir: Path, tmp_path: Path):  # noqa: F811
     from emotion.settings import get_settings
     from emotion.storage import get_storage
 
@@ -108,13 +92,7 @@ def archive(shared_dir: Path) -> bytes:
 
 
 def s3_event(key: str, size: int) -> dict:
-    event = json.loads((EVENTS / "s3_object_created.json").read_text())
-    record = event["Records"][0]
-    record["s3"]["bucket"]["name"] = INPUTS
-    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{INPUTS}"
-    record["s3"]["object"]["key"] = quote_plus(key, safe="/")
-    record["s3"]["object"]["size"] = size
-    return event
+    return s3_event_for(key, size, INPUTS)
 
 
 def sqs_event(message: dict, queue_arn: str) -> dict:

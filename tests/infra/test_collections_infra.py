@@ -9,17 +9,9 @@ import pytest
 
 from infra.config import COLLECTION_WORKER_HANDLER, Config
 from tests.infra.conftest import Synth
+from tests.infra.test_reliability_infra import _statements
 
 pytestmark = pytest.mark.infra
-
-
-def _statements(synth: Synth, role: Any) -> list[dict[str, Any]]:
-    role_id = synth.logical_id(role)
-    out = []
-    for policy in synth.resources("AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            out += policy["Properties"]["PolicyDocument"]["Statement"]
-    return out
 
 
 def _actions(statements: list[dict[str, Any]]) -> set[str]:
