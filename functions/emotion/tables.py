@@ -5,7 +5,8 @@ The one place that turns analysis results into rows and counts, used by the coll
 analysed locally and the same file in a collection give the same row.
 
 An image without a face gets one row whose face columns are empty; an image that failed gets one row with
-its error code in ``error`` and every other column empty.
+its error code in ``error`` and every other column empty. An image name that a spreadsheet would read as a
+formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is written with a leading ``'``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ EXTRA_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll", "quality_brightness", "q
 CSV_COLUMNS = (*FACE_COLUMNS, *EXTRA_COLUMNS, "error")
 
 
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs as a formula (OWASP's CSV-injection advice)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def face_rows(name: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The CSV rows of one image: ``result`` is an analysis result as JSON (``model_dump()``), or
     ``{"error": {"code", "message"}}`` for an image that failed."""
     empty: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
+    name = spreadsheet_safe(name)
     error = result.get("error")
     if error:
         return [{**empty, "image": name, "error": error.get("code", "error")}]
