@@ -141,6 +141,8 @@ def test_collection_end_to_end(server: str, shared_dir: Path) -> None:
     face_rows = [r for r in rows if r["image"] == "scenes/fr_two_people.jpg" and not r["error"]]
     assert len(face_rows) == len(by_name["scenes/fr_two_people.jpg"]["faces"]) >= 2
     assert [r["face"] for r in face_rows] == [str(i) for i in range(1, len(face_rows) + 1)]
+    with_face = [r for r in rows if r["face"]]
+    assert with_face and all(r["pose_yaw"] != "" and r["quality_reliable"] in ("True", "False") for r in with_face)
     failed = {r["image"]: r["error"] for r in rows if r["error"]}
     assert failed["notes.txt"] == "unsupported_media_type" and failed["../../escape.jpg"] == "unsafe_name"
     assert all(r["face"] == "" and r["x"] == "" for r in rows if r["error"])

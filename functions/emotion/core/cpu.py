@@ -19,7 +19,7 @@ INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx", "
 
 def _cpuinfo_fields(text: str) -> tuple[str, set[str]]:
     """(model name, flags) from /proc/cpuinfo's first processor block (x86 ``flags``, ARM ``Features``)."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     for line in text.splitlines():
         if not line.strip():
             if model or flags:
