@@ -207,7 +207,7 @@
   function chart(summary) {
     const counts = EMOTIONS.map((e) => [e, (summary.dominant_emotions || {})[e] || 0]);
     const top = Math.max(1, ...counts.map(([, n]) => n));
-    const W = 520, rowH = 22, L = 90, R = 40;
+    const W = 400, rowH = 22, L = 90, R = 40;
     const figure = el("figure", { class: "collection-chart" });
     const graph = svg("svg", { id: "collection-chart", viewBox: `0 0 ${W} ${counts.length * rowH + 4}`, role: "img",
       "aria-label": "faces per dominant emotion" });
