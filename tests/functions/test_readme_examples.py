@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from emotion.api.server import serve_in_subprocess
+from tests.terminal import run_in_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -87,27 +87,9 @@ def test_the_video_job_runs_as_written(server: str, workdir: Path) -> None:
 
 def test_the_command_line_table_is_what_a_terminal_shows(model_dir: Path, workdir: Path) -> None:
     command, shown = _after(_blocks("Command line"), "emotion analyze photo.jpg")
-    main, child = pty.openpty()
-    try:
-        proc = subprocess.run([str(REPO / ".venv" / "bin" / "emotion"), "analyze", "photo.jpg"], cwd=workdir,
-                              stdout=child, stderr=subprocess.PIPE, timeout=300)
-        os.close(child)
-        child = -1
-        output = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(main)
-        if child >= 0:
-            os.close(child)
-    assert "emotion analyze photo.jpg" in command and proc.returncode == 0
-    rows = output.decode().replace("\r\n", "\n").strip().splitlines()
+    status, output = run_in_terminal([str(REPO / ".venv" / "bin" / "emotion"), "analyze", "photo.jpg"], cwd=workdir)
+    assert "emotion analyze photo.jpg" in command and status == 0
+    rows = output.strip().splitlines()
     expected = shown.strip().splitlines()
     assert rows[0] == expected[0] and len(rows) == len(expected)
     for row, want in zip(rows[1:], expected[1:], strict=True):

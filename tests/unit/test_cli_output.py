@@ -5,12 +5,11 @@ bar on stderr only on a terminal or when asked, and `| head` without a BrokenPip
 from __future__ import annotations
 
 import json
-import os
-import pty
 import subprocess
 
 import pytest
 
+from tests.terminal import run_in_terminal
 from tests.unit.test_cli_usage import EMOTION, lines, no_traceback, run
 
 
@@ -69,27 +68,8 @@ def test_format_csv_is_one_row_per_face_with_the_collection_columns(model_dir, s
 
 
 def test_on_a_terminal_the_default_is_the_table(model_dir, scenes):
-    main, child = pty.openpty()
-    try:
-        proc = subprocess.run([EMOTION, "analyze", str(scenes / "fr_two_people.jpg")], stdout=child,
-                              stderr=subprocess.PIPE, timeout=300)
-        os.close(child)
-        child = -1
-        output = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: the terminal's other end closed
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(main)
-        if child >= 0:
-            os.close(child)
-    assert proc.returncode == 0
-    text = output.decode()
+    status, text = run_in_terminal([EMOTION, "analyze", str(scenes / "fr_two_people.jpg")])
+    assert status == 0
     assert text.startswith("FILE") and "BOX (x,y wxh)" in text and "{" not in text
 
 
