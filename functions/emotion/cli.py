@@ -145,7 +145,8 @@ def _emit(text: str, stream: TextIO | None = None) -> None:
 
 class AnalyzeTable:
     """``emotion analyze --format table``: one row per face (FILE, FACE, EMOTION, BOX, NEXT), printed as each
-    image is done; the FILE column is as wide as the longest input name, up to 40 characters."""
+    image is done; the FILE column is as wide as the longest input name, up to 40 characters. A face whose
+    ``quality.reliable`` is false says so at the end of its row."""
 
     HEADER = ("FILE", "FACE", "EMOTION", "BOX (x,y wxh)", "NEXT")
 
@@ -172,9 +173,11 @@ class AnalyzeTable:
         for i, face in enumerate(record["faces"]):
             ranked = sorted(face["emotions"].items(), key=lambda kv: -kv[1])
             b = face["box"]
+            unreliable = (face.get("quality") or {}).get("reliable") is False
             self._row(name if i == 0 else "", str(i + 1), f"{ranked[0][0]} {ranked[0][1]:.0%}",
                       f"{b['x']},{b['y']} {b['width']}x{b['height']}",
-                      ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3]))
+                      ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:3])
+                      + ("  (unreliable: too dark, blurred or small)" if unreliable else ""))
 
 
 # ---------------------------------------------------------------------------------------------- commands

@@ -37,6 +37,19 @@ def test_format_table_one_row_per_face_with_errors_in_their_row(model_dir, scene
     assert all(r[start - 2 : start] == "  " and r[start] != " " for r in rows[1:])
 
 
+def test_table_marks_unreliable_faces_as_the_json_does(model_dir, scenes, tmp_path):
+    from PIL import Image, ImageEnhance
+
+    dark = tmp_path / "dark.jpg"
+    ImageEnhance.Brightness(Image.open(scenes / "fr_two_people.jpg")).enhance(0.12).save(dark, quality=90)
+    paths = [str(scenes / "fr_two_people.jpg"), str(dark)]
+    records = lines(run("analyze", *paths, "--format", "jsonl").stdout)
+    flags = [face["quality"]["reliable"] for r in records for face in r["faces"]]
+    assert True in flags and False in flags  # the darkened copy's faces are unreliable
+    rows = run("analyze", *paths, "--format", "table").stdout.splitlines()[1:]
+    assert ["unreliable" in row for row in rows] == [not flag for flag in flags]
+
+
 def test_format_json_is_one_array_and_jsonl_one_line_per_input(model_dir, scenes):
     paths = [str(scenes / "fr_two_people.jpg"), str(scenes / "fp_multiface.jpg")]
     array = json.loads(run("analyze", *paths, "--format", "json").stdout)
