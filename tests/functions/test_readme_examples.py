@@ -71,7 +71,7 @@ def test_curl_analyze_answers_what_the_readme_shows(server: str, workdir: Path) 
     for face, want in zip(got["faces"], expected["faces"], strict=True):
         assert face.keys() == want.keys() and face["emotions"].keys() == want["emotions"].keys()
         assert all(abs(face["box"][k] - want["box"][k]) <= 3 for k in want["box"])
-    assert got["models"] == expected["models"]
+    assert got["models"].keys() == expected["models"].keys()  # the classifier's version may move on
 
 
 def test_the_video_job_runs_as_written(server: str, workdir: Path) -> None:
