@@ -25,16 +25,7 @@ from pathlib import Path
 import httpx
 
 from emotion.api.server import serve_in_subprocess
-
-try:
-    from emotion.core.cpu import cpu_info
-except ImportError:  # until issue 26 lands emotion.core.cpu
-    import platform
-
-    def cpu_info() -> dict:  # type: ignore[misc]
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor())
-        return {"model": model, "cores": os.cpu_count()}
+from emotion.core.cpu import cpu_info
 
 
 def _health(base: str, requests: int, timeout: float) -> dict:
