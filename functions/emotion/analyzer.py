@@ -22,7 +22,7 @@ from emotion.core.errors import BadParameter, InputNotFound
 from emotion.core.image_input import ImageInput, load_image
 from emotion.core.imageio import encode_image
 from emotion.core.results import AnalysisResult
-from emotion.core.video import VideoResult, analyze_video_file
+from emotion.core.video import VideoOptions, VideoResult, analyze_video_file
 from emotion.settings import get_settings
 
 # Written formats of Analyzer.annotate(path=...), chosen by the extension.
@@ -150,12 +150,13 @@ def analyze(image: ImageInput, *, rgb: bool = False, classifier: str | None = No
 
 def analyze_video(path: str | os.PathLike[str], fps: float | None = 5.0,
                   progress: Callable[[float], None] | bool | None = None, *, classifier: str | None = None,
-                  annotate: str | os.PathLike[str] | None = None) -> VideoResult:
+                  annotate: str | os.PathLike[str] | None = None, min_face: int | None = None) -> VideoResult:
     """Faces tracked through a video file, with one emotion timeline per track.
 
     ``fps``: frames sampled per second (``None``: every frame). ``progress``: a callable receiving the
     fraction done (0-1, about once a second), or ``True`` for a progress bar on stderr. ``annotate``: also
-    write an MP4 with each track's box, id and emotion.
+    write an MP4 with each track's box, id and emotion. ``min_face``: faces smaller than this many pixels (the
+    box's smaller side, in the video's pixels) are not tracked (default: the ``min_face`` setting).
     """
     video = Path(path)
     if not video.exists():
@@ -169,6 +170,7 @@ def analyze_video(path: str | os.PathLike[str], fps: float | None = 5.0,
         annotate_path=None if annotate is None else Path(annotate),
         progress=progress is True,
         on_progress=progress if callable(progress) else None,
+        options=VideoOptions(min_face=min_face),
     )
 
 

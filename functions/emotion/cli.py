@@ -266,7 +266,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from emotion.core.video import analyze_video_file
+    from emotion.core.video import VideoOptions, analyze_video_file
 
     if args.annotate:
         _output_path(args.annotate, "--annotate")
@@ -274,7 +274,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         _output_path(Path(args.json), "--json")
     try:
         result = analyze_video_file(Path(args.video), fps=args.fps, classifier=args.classifier,
-                                    annotate_path=args.annotate, progress=_show_progress(args.progress))
+                                    annotate_path=args.annotate, progress=_show_progress(args.progress),
+                                    options=VideoOptions(min_face=args.min_face))
     except (OSError, EmotionError) as exc:
         if isinstance(exc, EmotionError) and exc.status >= 500:
             raise
@@ -461,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", metavar="VIDEO", help="a video file (MP4, MOV, WebM, AVI, MKV)")
     p.add_argument("--fps", type=_fps, default=5.0, metavar="N|all",
                    help="frames sampled per second, or 'all' for every frame (default: 5)")
+    p.add_argument("--min-face", type=_int_at_least(0, "--min-face"), default=None, metavar="PX",
+                   help="ignore faces smaller than PX pixels (the box's smaller side, in the video's pixels; "
+                        "default: EMOTION_MIN_FACE, 0)")
     p.add_argument("--json", metavar="PATH", help="write the result (pretty JSON) to PATH instead of stdout")
     p.add_argument("--annotate", metavar="OUT.mp4", type=_mp4_path,
                    help="write an annotated H.264 MP4 that browsers play (source size and frame rate; "

@@ -47,12 +47,12 @@ class Settings(BaseSettings):
     # while bounding the detector's activations (peak RSS) on large photos.
     detect_max_side: int = 1024
     # Video frames are detected at up to full HD: in a 1080p crowd the small faces score higher and logos
-    # and hair score lower than at 1024 px (fp_video.mp4). Larger frames are downscaled to this as they are
-    # decoded, and all the analysis (classification, tracking, identity) runs on them: memory stays bounded for
-    # any accepted frame size (a 36 MP frame is 108 MB as BGR).
+    # and hair score lower than at 1024 px (fp_video.mp4). Larger frames (or frames over the area of a 16:9
+    # frame this wide) are downscaled as they are decoded, and all the analysis (classification, tracking,
+    # identity) runs on them: memory stays bounded for any accepted frame size (a 36 MP frame is 108 MB as BGR).
     video_detect_max_side: int = 1920
-    # The annotated video is written at the source size up to this long side (a 6000x6000 or 8K source is
-    # written at 1920 px: the encoder's buffers scale with the frame).
+    # The annotated video is written at the source size up to this long side and a 16:9 frame's area (an 8K
+    # source is written at 1920x1080, a 6000x6000 one at 1440x1440: the encoder's buffers scale with the frame).
     video_annotate_max_side: int = 1920
     # An image where no face is found is detected again turned 30 degrees each way, then framed (emotion.core.engine):
     # tilted heads and tight crops. 2.6-7.7x the detection time on images without a face. Video frames never do.

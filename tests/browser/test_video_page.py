@@ -118,12 +118,23 @@ def _check_page(page, result: dict) -> None:
     cards = page.locator(".person-card")
     assert cards.count() == len(result["persons"]) >= 2
     labels = len(result["persons"][0]["timeline"][0]["emotions"])
-    for i, person in enumerate(result["persons"]):
-        card = cards.nth(i)
+    # Background faces (the audience) are folded away in a closed <details>, the others shown in list order.
+    background = [str(p["id"]) for p in result["persons"] if p["background"]]
+    assert background and len(background) < len(result["persons"])
+    folded = page.locator("details.background-persons")
+    assert folded.get_attribute("open") is None
+    assert folded.locator(".person-card").evaluate_all("els => els.map(e => e.dataset.personId)") == background
+    assert f"{len(background)} background faces" in folded.locator("summary").inner_text()
+    shown = page.locator(".persons:not(details .persons) > .person-card")
+    assert shown.evaluate_all("els => els.map(e => e.dataset.personId)") == [
+        str(p["id"]) for p in result["persons"] if not p["background"]]
+    assert all(card.is_visible() for card in shown.all())
+    folded.locator("summary").click()  # unfolded, every card reads the same
+    for person in result["persons"]:
+        card = page.locator(f".person-card[data-person-id='{person['id']}']")
         summary = person["summary"]
         means = summary["mean_emotions"]
         top = sorted(means, key=lambda name: -means[name])[:TOP_LINES]
-        assert card.get_attribute("data-person-id") == str(person["id"])
         assert card.locator("h3").inner_text() == f"Person {person['id']}"
         assert card.locator("img.person-face").evaluate("img => img.complete && img.naturalWidth") == 96
         # Only the top emotions by mean are drawn, with filled swatches; the legend lists every emotion's mean.
@@ -145,7 +156,8 @@ def _check_page(page, result: dict) -> None:
     _check_smoothing(page, result)
     # The person seen in two shots says so.
     joined = [p for p in result["persons"] if len(p["track_ids"]) > 1]
-    assert joined and "joined by face identity" in cards.nth(result["persons"].index(joined[0])).inner_text()
+    assert joined and "joined by face identity" in page.locator(
+        f".person-card[data-person-id='{joined[0]['id']}']").inner_text()
 
 
 def test_video_job_plays_inline_with_one_card_per_person(server: str, browser_context, shared_dir: Path,

@@ -102,6 +102,27 @@ def test_video_job_end_to_end(server: str, shared_dir: Path) -> None:
     assert tampered.status_code == 403 and tampered.json()["error"]["code"] == "forbidden"
 
 
+def test_video_job_min_face(server: str, shared_dir: Path) -> None:
+    """A video job's min_face (px of the video) leaves out smaller faces; a bad one is a 422 and makes no job."""
+    clip = shared_dir / "data" / "videos" / "fa_test_video.mp4"
+    data = clip.read_bytes()
+    results = {}
+    for min_face in (0, 10_000):
+        created = httpx.post(f"{server}/v1/jobs", json={"filename": clip.name, "content_type": "video/mp4",
+                                                        "size": len(data), "min_face": min_face})
+        assert created.status_code == 201, created.text
+        job = created.json()
+        assert upload(job, clip.name, data, "video/mp4").status_code == 204
+        status = poll(job["status_url"])
+        assert status["status"] == "succeeded", status
+        results[min_face] = status["result"]
+    assert results[0]["tracks"] and results[0]["persons"]
+    assert results[10_000]["tracks"] == [] and results[10_000]["video"]["frames_processed"] == 5
+    bad = httpx.post(f"{server}/v1/jobs", json={"filename": clip.name, "content_type": "video/mp4",
+                                                "size": len(data), "min_face": -1})
+    assert bad.status_code == 422 and bad.json()["error"]["code"]
+
+
 def test_upload_refused_by_policy(server: str, shared_dir: Path) -> None:
     clip = shared_dir / "data" / "videos" / "fa_test_video.mp4"
     data = clip.read_bytes()

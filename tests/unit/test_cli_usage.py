@@ -93,6 +93,7 @@ def test_one_output_shape_json_lines_on_stdout_and_one_array_with_json(model_dir
     [
         (["video", "clip.mp4", "--fps", "abc"], "'abc' is not a number of frames per second or 'all'"),
         (["video", "clip.mp4", "--fps", "0"], "frames per second must be above 0"),
+        (["video", "clip.mp4", "--min-face", "-3"], "--min-face must be at least 0"),
         (["analyze", "x.jpg", "--max-faces", "0"], "--max-faces must be at least 1"),
         (["analyze", "x.jpg", "--min-face", "ten"], "'ten' is not a whole number"),
         (["analyze", "x.jpg", "--classifier", "nope"], "invalid choice: 'nope' (choose from 'mobilefacenet'"),

@@ -178,6 +178,10 @@ def test_analyze_video_reports_progress(model_dir: Path, shared_dir: Path) -> No
     assert result.tracks and seen and seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
     with pytest.raises(emotion.InputNotFound):
         emotion.analyze_video(shared_dir / "no-such-clip.mp4")
+    # min_face (px of the video, 640x360): none of its faces is 1000 px; its performer is over 60 px.
+    assert emotion.analyze_video(clip, fps=2, min_face=1000).tracks == []
+    large = emotion.analyze_video(clip, fps=2, min_face=60)
+    assert large.tracks and all(min(p.box.width, p.box.height) >= 60 for t in large.tracks for p in t.timeline)
 
 
 # ------------------------------------------------------------------------------------ import behaviour

@@ -85,43 +85,54 @@ def test_the_caps_also_hold_while_reading():
         _check_length(10, settings.video_max_duration_s * 1000 + 1)
 
 
-def test_frames_held_at_once_are_bounded_by_bytes(tmp_path: Path):
-    from emotion.core.video import VideoOptions, _check_bounds
 
-    for size, expected in (((1920, 1080), 8), ((6000, 6000), 2), ((6000, 6600), 2)):
+
+def test_frames_held_at_once_are_bounded_by_bytes(tmp_path: Path):
+    """Sampled frames in flight are analysis-size frames (at most 1920 px and a 16:9 frame's area), so any
+    accepted frame size holds batch_frames of them; larger ones (4500x4500: 61 MB) fewer."""
+    from emotion.core.video import VideoOptions, _check_bounds, scaled_size
+
+    assert scaled_size(6000, 6000, 1920) == (1440, 1440)
+    assert scaled_size(7680, 4320, 1920) == (1920, 1080)
+    assert scaled_size(1280, 720, 1920) == (1280, 720)
+    for size, side, expected in (((1920, 1080), 1920, 8), ((6000, 6000), 1920, 8), ((6000, 6000), 6000, 4)):
         clip = _clip(tmp_path / f"{size[0]}.mp4", size, 1)
         cap = cv2.VideoCapture(str(clip))
         try:
-            assert _check_bounds(cap, VideoOptions()) == expected, size
+            assert _check_bounds(cap, VideoOptions(), side) == expected, size
         finally:
             cap.release()
 
 
 _CHILD = r"""
-import json, sys
+import json, sys, tempfile
 from pathlib import Path
+import av
 from emotion.core.video import analyze_video_file
 def rss(field):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field)) * 1024
-analyze_video_file(Path(sys.argv[1]), fps=None)  # warm: models loaded, pools created
-open("/proc/self/clear_refs", "w").write("5")
-base = rss("VmRSS")
-result = analyze_video_file(Path(sys.argv[1]), fps=None)
-print(json.dumps({"peak": rss("VmHWM") - base, "frames": result.video.frames_processed}))
+with tempfile.TemporaryDirectory() as tmp:
+    out = Path(tmp) / "out.mp4"
+    analyze_video_file(Path(sys.argv[1]), fps=None, annotate_path=out)  # warm: models loaded, pools created
+    open("/proc/self/clear_refs", "w").write("5")
+    base = rss("VmRSS")
+    result = analyze_video_file(Path(sys.argv[1]), fps=None, annotate_path=out)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        size = [stream.width, stream.height]
+print(json.dumps({"peak": rss("VmHWM") - base, "frames": result.video.frames_processed, "annotated": size,
+                  "video": [result.video.width, result.video.height]}))
 """
 
 
-def _peak(clip: Path, buffer_bytes: int) -> dict:
-    env = dict(os.environ, EMOTION_VIDEO_BUFFER_BYTES=str(buffer_bytes), EMOTION_VIDEO_WORKERS="2")
+def test_a_36_mp_video_is_analysed_and_annotated_in_bounded_memory(tmp_path: Path, model_dir: Path):
+    """6000x6000 frames (36 MP, under max_pixels) are downscaled as they are decoded and the annotated video is
+    written at 1440x1440: before, 40 such frames grew a job's RSS by 3.3 GB."""
+    clip = _clip(tmp_path / "square.mp4", (6000, 6000), 6)
+    env = dict(os.environ, EMOTION_VIDEO_WORKERS="2")
     done = subprocess.run([sys.executable, "-c", _CHILD, str(clip)], capture_output=True, text=True, env=env,
-                          timeout=240, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def test_large_frames_hold_less_memory(tmp_path: Path, model_dir: Path):
-    clip = _clip(tmp_path / "wide.mp4", (4000, 3000), 16)  # 36 MB per decoded frame
-    bounded = _peak(clip, 80_000_000)  # 2 frames at once
-    unbounded = _peak(clip, 10**12)  # batch_frames (8) at once, as before
-    assert bounded["frames"] == unbounded["frames"] == 16
-    assert bounded["peak"] < unbounded["peak"] - 100_000_000, (bounded, unbounded)
-    assert bounded["peak"] < 600_000_000
+                          timeout=600, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["frames"] == 6 and report["video"] == [6000, 6000]
+    assert report["annotated"] == [1440, 1440]
+    assert report["peak"] < 1_000_000_000, report

@@ -80,11 +80,36 @@ def test_cut_ends_every_track() -> None:
     tracker = FaceTracker()
     box = (100, 100, 60, 60)
     tracker.update(0, 0, rows(box), probs(1))
-    tracker.update(200, 1, rows(box), probs(1))
+    tracker.update(400, 1, rows(box), probs(1))
     tracker.cut()
-    tracker.update(400, 2, rows(box), probs(1))
-    tracker.update(600, 3, rows(box), probs(1))
+    tracker.update(600, 2, rows(box), probs(1))
+    tracker.update(1000, 3, rows(box), probs(1))
     assert [t.id for t in tracker.finish()] == [1, 2]
+
+
+def test_tracks_need_time_not_only_frames() -> None:
+    """At 25 fps two hits are 40 ms: a face seen for less than min_track_ms is dropped, unless the video ends
+    while it is on screen (it may go on after the end)."""
+    tracker = FaceTracker(min_hits=2, min_track_ms=300)
+    for step in range(30):  # 1.2 s at 25 fps
+        faces = rows((100, 100, 60, 60))
+        if 5 <= step < 10:  # 160 ms
+            faces = np.concatenate([faces, rows((400, 100, 60, 60))])
+        if step >= 27:  # the last 80 ms
+            faces = np.concatenate([faces, rows((700, 100, 60, 60))])
+        tracker.update(step * 40.0, step, faces, probs(len(faces)))
+    tracks = tracker.finish()
+    assert [(t.id, t.box[0]) for t in tracks] == [(1, 100), (2, 700)]
+
+
+def test_a_face_does_not_jump_between_close_frames() -> None:
+    """Half a face width in 40 ms is somebody else (the neighbour of a face hidden for a frame); the same shift
+    after 200 ms is a face that moved."""
+    for dt, same in ((40.0, False), (200.0, True)):
+        tracker = FaceTracker(min_hits=1, min_track_ms=0)
+        tracker.update(0, 0, rows((100, 100, 60, 60)), probs(1))
+        tracker.update(dt, 1, rows((100, 135, 60, 60)), probs(1))  # IoU 0.26, centre 0.58 widths down
+        assert len(tracker.finish()) == (1 if same else 2), dt
 
 
 def test_one_processed_frame_still_reports_its_faces() -> None:

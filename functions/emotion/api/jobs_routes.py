@@ -49,6 +49,9 @@ class JobRequest(BaseModel):
                                    examples=["mobilefacenet8"])
     fps: float | Literal["all"] | None = Field(None, description="video frames analysed per second, or 'all' "
                                                "(default: the server's video_fps)", examples=[5])
+    min_face: int | None = Field(None, ge=0, le=10_000, description="videos: faces smaller than this many pixels "
+                                 "(the box's smaller side) are not tracked (default: the server's min_face)",
+                                 examples=[40])
 
 
 class PresignedPost(BaseModel):
@@ -166,7 +169,7 @@ def public_base_url(scope: Mapping[str, Any]) -> str:
 @router.post("/v1/jobs", status_code=201, response_model=JobCreated, summary="Create a job and get an upload form")
 async def create_job(body: JobRequest, request: Request) -> JobCreated:
     created = await run_in_threadpool(service.create_job, body.filename, body.content_type, body.size,
-                                      classifier=body.classifier, fps=body.fps)
+                                      classifier=body.classifier, fps=body.fps, min_face=body.min_face)
     created["upload"]["url"] = _absolute(request, created["upload"]["url"])
     created["status_url"] = _absolute(request, f"/v1/jobs/{created['job_id']}")
     return JobCreated(**created)

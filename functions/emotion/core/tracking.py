@@ -195,8 +195,9 @@ class FaceTracker:
     (0 while its track is tentative: seen on fewer than ``min_hits`` frames).
     """
 
-    def __init__(self, iou_threshold: float = 0.25, max_gap_ms: float = 1000.0, max_centre_shift: float = 1.0,
-                 min_hits: int = 2, min_track_score: float = 0.7, appearance: Appearance | None = None):
+    def __init__(self, iou_threshold: float = 0.25, max_gap_ms: float = 1000.0, max_centre_shift: float = 1.25,
+                 min_hits: int = 2, min_track_score: float = 0.7, appearance: Appearance | None = None,
+                 min_track_ms: float = 300.0, motion_ms: float = 200.0, new_track_shift: float = 1.5):
         self.appearance = appearance
         self.vetoes = 0  # associations refused because the faces did not match
         self.iou_threshold = iou_threshold
@@ -204,6 +205,19 @@ class FaceTracker:
         self.max_centre_shift = max_centre_shift  # in face widths, for the motion fallback
         self.min_hits = min_hits
         self.min_track_score = min_track_score  # mean detector score a track needs to be reported
+        # A track seen for a shorter time is not reported (unless the video is shorter): a time, not a count of
+        # frames, so that every frame and 5 fps keep the same faces (``min_hits`` alone lets 2 frames 40 ms
+        # apart at 25 fps through: a passing profile or a hand got its own person).
+        self.min_track_ms = min_track_ms
+        # A match may move the face's centre ``max_centre_shift`` face widths (from its last or its predicted box)
+        # for a track last seen ``motion_ms`` ago or more, proportionally less for a shorter time (0.4 widths at
+        # least): at 25 fps a face does not jump half its width from one frame to the next; such a match was the
+        # neighbour that took the place of a face hidden for a frame (fp_video at every frame). A tentative track
+        # may move ``new_track_shift`` widths: it has no velocity yet to predict with, and at 5 fps a passer-by
+        # crossing the frame moves more than a width between samples (a confirmed track's prediction follows).
+        self.motion_ms = motion_ms
+        self.new_track_shift = new_track_shift
+        self._span = [float("inf"), float("-inf")]  # first and last processed time
         self.active: list[Track] = []
         self.closed: list[Track] = []
         self._next_id = 1
@@ -214,6 +228,7 @@ class FaceTracker:
                frame: np.ndarray | None = None) -> list[int]:
         """``frame``: the BGR pixels, needed for identity (without them appearance is not used)."""
         self.frames += 1
+        self._span = [min(self._span[0], t_ms), max(self._span[1], t_ms)]
         # Close tracks that have been missing too long.
         still: list[Track] = []
         for track in self.active:
@@ -356,6 +371,9 @@ class FaceTracker:
         if not tracks or len(boxes) == 0:
             return np.zeros((len(tracks), len(boxes)))
         scores = []
+        elapsed = np.array([max(0.0, t_ms - t.last_ms) for t in tracks]).reshape(-1, 1)
+        widest = np.array([self.max_centre_shift if t.id else self.new_track_shift for t in tracks]).reshape(-1, 1)
+        max_shift = np.clip(widest * elapsed / self.motion_ms, 0.4, widest)
         for reference in (np.array([t.box for t in tracks]), np.array([t.predict(t_ms) for t in tracks])):
             iou = iou_matrix(reference, boxes)
             size = np.maximum(reference[:, 2:3], 1.0)
@@ -366,9 +384,9 @@ class FaceTracker:
             # A face does not change size abruptly; without this a small face's box inside a bigger one that
             # is now in front of it (IoU = area ratio) took over the bigger face's track.
             similar_size = (ratio > 0.6) & (ratio < 1.6)
-            near = (shift < self.max_centre_shift) & similar_size
-            motion = np.where(near, 0.5 * (1 - shift / self.max_centre_shift), 0.0)
-            scores.append(np.where((iou >= self.iou_threshold) & similar_size, iou + 1.0, motion))
+            near = (shift < max_shift) & similar_size
+            motion = np.where(near, 0.5 * (1 - shift / np.maximum(max_shift, 1e-9)), 0.0)
+            scores.append(np.where((iou >= self.iou_threshold) & near, iou + 1.0, motion))
         return np.maximum(scores[0], scores[1])
 
     def visible(self) -> list[Track]:
@@ -376,17 +394,21 @@ class FaceTracker:
         return [t for t in self.active if not t.missed and t.id]
 
     def finish(self) -> list[Track]:
-        """The confirmed tracks by id. Tracks seen on fewer than ``min_hits`` frames (single-frame false
-        detections; the rule is relaxed when the video had fewer processed frames) or with a mean detector
-        score under ``min_track_score`` (persistent look-alikes: emblems, posters) are dropped."""
+        """The confirmed tracks, with ids 1..N by confirmation. Tracks seen on fewer than ``min_hits`` frames
+        (single-frame false detections) or for less than ``min_track_ms`` (both relaxed when the video had fewer
+        processed frames or was shorter), or with a mean detector score under ``min_track_score`` (persistent
+        look-alikes: emblems, posters) are dropped."""
         tracks = self.closed + self.active
         self.closed, self.active = [], []
         need = min(self.min_hits, self.frames)
-        kept = sorted((t for t in tracks if t.id or (t.hits >= need and self._score(t) >= self.min_track_score)),
-                      key=lambda t: (t.first_ms, t.key))
-        for track in kept:  # short videos: tracks confirmed only now get the next ids
-            if not track.id:
-                self._confirm(track)
+        need_ms = min(self.min_track_ms, max(0.0, self._span[1] - self._span[0]))
+        # A track cut short by the video's end (it may go on after it) needs only its hits.
+        kept = sorted((t for t in tracks if (t.id or t.hits >= need) and self._score(t) >= self.min_track_score
+                       and (t.last_ms - t.first_ms >= need_ms or t.last_ms >= self._span[1])),
+                      key=lambda t: (t.id or float("inf"), t.first_ms, t.key))
+        self._next_id = 1
+        for track in kept:  # ids without gaps; short videos: tracks confirmed only now get the next ids
+            self._confirm(track)
         if self.appearance is not None:
             # Tracks still open at the end are embedded only if some other identifiable track never overlaps
             # them in time: a person is one face at a time, so nothing else could be linked to them (on the

@@ -93,13 +93,20 @@ class VideoTrack(BaseModel):
 
 
 class VideoPerson(BaseModel):
-    id: int = Field(description="1..P in order of first appearance")
+    id: int = Field(description="1..P, the persons' order: by how much of the video each fills (screen time x "
+                    "face size), largest first")
     track_ids: list[int] = Field(description="the tracks joined into this person, by time")
     identified: bool = Field(description="false: a face that could not be identified, kept as its own person "
                              "rather than merged on a guess")
     first_ms: float
     last_ms: float
     face: str | None = Field(description="a small JPEG of the person's best face, base64")
+    screen_ms: float = Field(0.0, description="how long the person's face is on screen: each track's span plus "
+                             "one sampling interval, summed")
+    face_size: int = Field(0, description="median face size (the box's larger side), source pixels")
+    background: bool = Field(False, description="a face in the background (an audience, passers-by): it fills "
+                             "under a quarter as much of the video as the most prominent person, or its face is "
+                             "under 3 % of the frame's short side; a page may fold these away")
     timeline: list[TimelinePoint] = Field(description="the tracks' timelines joined, by time")
     summary: EmotionSummary
 
@@ -141,6 +148,8 @@ class VideoOptions:
     max_consecutive_errors: int = 50  # undecodable frames in a row before the rest of the stream is given up
     workers: int = 0  # frames analysed at once (onnxruntime releases the GIL); 0 = the video_workers setting
     identity: bool = True  # link tracks into persons with SFace (False: one person per track)
+    min_face: int | None = None  # faces smaller than this (px of the source, the box's smaller side) are not
+    # tracked; None: the min_face setting
     # Tracks whose mean embeddings agree this well are one person. Per tracklet, same-person pairs scored
     # 0.59-0.90 and different people at most 0.39 on the dev clips (MANIFEST section 4).
     link_threshold: float = 0.45
@@ -174,6 +183,8 @@ class _Timer:
 
 
 def _open(path: Path) -> cv2.VideoCapture:
+    """The video at ``path`` in OpenCV's FFmpeg reader; for large frames with fewer decoder threads (see
+    :func:`_decoder_threads`)."""
     try:
         with path.open("rb") as fh:
             head = fh.read(64)
@@ -184,6 +195,10 @@ def _open(path: Path) -> cv2.VideoCapture:
     if sniff_format(head) is not None:
         raise UnsupportedVideo("this is a still image, not a video; analyse it as an image")
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    threads = _decoder_threads(cap) if cap.isOpened() else 0
+    if threads:
+        cap.release()
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
     if not cap.isOpened():
         cap.release()
         raise UnsupportedVideo("not a video OpenCV/FFmpeg can decode (expected e.g. MP4, MOV, AVI, WebM, MKV)")
@@ -203,21 +218,32 @@ class VideoAnalyzer:
                  embedder: FaceEmbedder | None = None):
         if options.fps is not None and not 0 < options.fps <= 1000:
             raise BadParameter("fps must be > 0 (or 'all' for every frame)")
+        if options.min_face is not None and options.min_face < 0:
+            raise BadParameter("min_face must be >= 0 pixels")
         self.engine = engine
         self.detect_options = detect
         self.options = options
         self.embedder = embedder if options.identity else None
         self._pool: ThreadPoolExecutor | None = None
+        # Frames are analysed (detected, classified, tracked, identified) at the detector's working size: larger
+        # frames are downscaled as they are decoded, and boxes are scaled back to source pixels in the result.
+        self._analysis_side = detect.max_side
 
     def run(self, path: Path, annotate_path: Path | None = None, progress: bool = False,
             on_progress: ProgressCallback | None = None) -> VideoResult:
         start = time.perf_counter()
         cap = _open(path)
         try:
-            self._batch = _check_bounds(cap, self.options)
+            self._batch = _check_bounds(cap, self.options, self._analysis_side)
         except EmotionError:
             cap.release()
             raise
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        analysis_width = scaled_size(width, int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), self._analysis_side)[0]
+        min_face = self.detect_options.min_face if self.options.min_face is None else self.options.min_face
+        if width:  # asked for in source pixels; detection sees analysis pixels
+            min_face = round(min_face * analysis_width / width)
+        self.detect_options = dataclasses.replace(self.detect_options, min_face=min_face)
         workers = min(_workers(self.options), self._batch)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="video") if workers > 1 else None
         try:
@@ -261,6 +287,7 @@ class VideoAnalyzer:
             bar = tqdm(total=declared or None, unit="frame", desc="video", leave=False)
 
         read = processed = corrupt = 0
+        to_source = 0.0  # analysis pixels -> source pixels
         last_t = -1.0
         next_due = 0.0
         last_report = 0.0
@@ -273,7 +300,8 @@ class VideoAnalyzer:
             pending.clear()
 
         try:
-            for index, t_ms, frames_corrupt, frame_source in _frames(cap, declared, frame_ms, opts, timer):
+            for index, t_ms, frames_corrupt, frame_source in _frames(cap, declared, frame_ms, opts,
+                                                                     self._analysis_side, timer):
                 corrupt += frames_corrupt
                 if bar is not None:
                     bar.update(1 + frames_corrupt)
@@ -292,9 +320,11 @@ class VideoAnalyzer:
                 if frame is None:
                     corrupt += 1
                     continue
-                _check_frame(frame)
-                if not width or not height:
-                    height, width = frame.shape[:2]
+                if not width or not height:  # the container did not say: as decoded
+                    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or frame.shape[1]
+                    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or frame.shape[0]
+                if not to_source:
+                    to_source = width / frame.shape[1]
                 read += 1
                 last_t = t_ms
                 if step_ms is not None:
@@ -316,7 +346,8 @@ class VideoAnalyzer:
         tracks = tracker.finish()
         groups = link_tracks(tracks, opts.link_threshold) if appearance is not None else [[tr] for tr in tracks]
         labels = self.engine.classifier.labels
-        video_tracks, persons = _tracks_and_persons(groups, labels)
+        video_tracks, persons = _tracks_and_persons(groups, labels, to_source or 1.0, step_ms or frame_ms,
+                                                    min(width, height))
         timer.add("track", t)
         total_ms = (time.perf_counter() - start) * 1000
         timings = {k: round(v, 1) for k, v in timer.ms.items()}
@@ -385,9 +416,10 @@ class VideoTooLarge(EmotionError):
     status = 413
 
 
-def _check_bounds(cap: cv2.VideoCapture, opts: VideoOptions) -> int:
+def _check_bounds(cap: cv2.VideoCapture, opts: VideoOptions, analysis_side: int) -> int:
     """Refuse, from the container before decoding, frames over ``max_pixels`` and videos over the duration
-    or frame caps; return the sampled frames to hold at once, ``batch_frames`` bounded by ``video_buffer_bytes``."""
+    or frame caps; return the sampled frames to hold at once, ``batch_frames`` bounded by ``video_buffer_bytes``
+    (frames in flight are at most ``analysis_side`` on their long side)."""
     settings = get_settings()
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if width * height > settings.max_pixels:
@@ -399,8 +431,18 @@ def _check_bounds(cap: cv2.VideoCapture, opts: VideoOptions) -> int:
     if declared / _fps(cap) > settings.video_max_duration_s:
         raise VideoTooLarge(f"the video lasts about {declared / _fps(cap) / 60:,.0f} min; the limit is "
                             f"{settings.video_max_duration_s / 60:,.0f} min")
-    frame_bytes = max(1, width * height * 3)
+    analysis_width, analysis_height = scaled_size(width, height, analysis_side)
+    frame_bytes = max(1, analysis_width * analysis_height * 3)
     return max(1, min(opts.batch_frames, settings.video_buffer_bytes // frame_bytes))
+
+
+def _decoder_threads(cap: cv2.VideoCapture) -> int:
+    """Decoder threads for this stream: FFmpeg's choice (0) unless its frames are large, then as many as keep
+    the decoder's full-size frames in flight (one a thread, 1.5 bytes a pixel) within ``video_buffer_bytes``."""
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    per_frame = max(1, int(width * height * 1.5))
+    fit = get_settings().video_buffer_bytes // per_frame
+    return 0 if fit >= (os.cpu_count() or 1) else max(1, int(fit))
 
 
 def _check_frame(frame: np.ndarray) -> None:
@@ -427,9 +469,23 @@ def _fps(cap: cv2.VideoCapture) -> float:
 FrameSource = Callable[[], np.ndarray | None]
 
 
-def _frames(cap: cv2.VideoCapture, declared: int, frame_ms: float, opts: VideoOptions, timer: _Timer | None = None):
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, so that the long side is at most ``max_side`` and the area at
+    most a 16:9 frame's of that width (1920: 1920x1080, 2.07 MP; a square frame: 1440x1440). Never up."""
+    scale = min(max_side / max(width, height, 1), (max_side * max_side * 9 / 16 / max(1, width * height)) ** 0.5)
+    if scale >= 1:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _frames(cap: cv2.VideoCapture, declared: int, frame_ms: float, opts: VideoOptions, max_side: int,
+            timer: _Timer | None = None):
     """(index, t_ms, corrupt frames skipped before it, a function that decodes its pixels or None at a bad
     frame) for each frame of the stream: ``grab`` reads every frame, pixels are converted only when asked.
+
+    Pixels come at most ``max_side`` on their long side: a larger frame is converted into one reused
+    full-size buffer and downscaled at once (OpenCV's reader cannot scale in the decoder), so a 36 MP stream
+    holds one full-size BGR frame, not one per frame in flight.
 
     Times are container timestamps, made increasing when the container's are missing or out of order.
     Failed grabs followed by a good frame count as corrupt frames; after ``max_consecutive_errors`` in a row
@@ -440,9 +496,20 @@ def _frames(cap: cv2.VideoCapture, declared: int, frame_ms: float, opts: VideoOp
     read = failed = 0
     last_t = -1.0
 
+    full: list[np.ndarray | None] = [None]  # the reused full-size buffer, for frames that are downscaled
+
     def pixels() -> np.ndarray | None:
-        ok, frame = cap.retrieve()
-        return frame if ok and frame is not None and frame.size and frame.ndim == 3 else None
+        ok, frame = cap.retrieve(full[0])
+        if not ok or frame is None or not frame.size or frame.ndim != 3:
+            return None
+        _check_frame(frame)
+        height, width = frame.shape[:2]
+        size = scaled_size(width, height, max_side)
+        if size == (width, height):
+            full[0] = None  # handed on as it is: the next frame needs its own array
+            return frame
+        full[0] = frame
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
     while True:
         t = time.perf_counter()
@@ -504,10 +571,14 @@ def _summary(probs: np.ndarray, labels: list[str]) -> dict:
             "dominant_emotion": labels[k], "dominant_share": round(share, 4)}
 
 
-def _rows(tracks: list[Track], labels: list[str]) -> np.ndarray:
+def _rows(tracks: list[Track], labels: list[str], to_source: float = 1.0) -> np.ndarray:
+    """The tracks' rows by time, their boxes scaled from analysis pixels to the source's by ``to_source``."""
     parts = [np.stack(t.rows) for t in tracks if t.rows]
     rows = np.concatenate(parts) if parts else np.zeros((0, 7 + len(labels)), dtype=np.float32)
-    return rows[np.argsort(rows[:, 0], kind="stable")]
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    if to_source != 1.0:
+        rows[:, 2:6] *= to_source
+    return rows
 
 
 def _timeline(rows: np.ndarray, labels: list[str]) -> list[TimelinePoint]:
@@ -536,24 +607,41 @@ def _face_b64(tracks: list[Track]) -> str | None:
     return base64.b64encode(best).decode("ascii")
 
 
-def _tracks_and_persons(groups: list[list[Track]], labels: list[str]) -> tuple[list[VideoTrack], list[VideoPerson]]:
-    """Result models of the tracks (by id) and of the persons (in order of first appearance)."""
+# A person is in the background when it fills under this share of what the most prominent person fills
+# (screen time x face size), or when its face is under this share of the frame's short side.
+BACKGROUND_SHARE = 0.25
+BACKGROUND_FACE = 0.03
+
+
+def _tracks_and_persons(groups: list[list[Track]], labels: list[str], to_source: float, step_ms: float,
+                        short_side: int) -> tuple[list[VideoTrack], list[VideoPerson]]:
+    """Result models of the tracks (by id) and of the persons, ordered by how much of the video each fills
+    (screen time x median face size, largest first; ids follow that order), background faces marked. Boxes in
+    source pixels; ``step_ms``: the sampling interval."""
     tracks: list[VideoTrack] = []
     persons: list[VideoPerson] = []
-    for person_id, group in enumerate(groups, start=1):
+    screen = [sum(t.last_ms - t.first_ms + step_ms for t in group) for group in groups]
+    sizes = [float(np.median(np.maximum(rows[:, 4], rows[:, 5]))) if len(rows := _rows(group, labels, to_source))
+             else 0.0 for group in groups]
+    fills = [a * b for a, b in zip(screen, sizes, strict=True)]
+    order = sorted(range(len(groups)), key=lambda i: (-fills[i], groups[i][0].first_ms))
+    most = max(fills, default=0.0)
+    for person_id, g in enumerate(order, start=1):
+        group = groups[g]
         for track in group:
-            rows = _rows([track], labels)
+            rows = _rows([track], labels, to_source)
             tracks.append(VideoTrack(
                 id=track.id, person_id=person_id, identified=track.identified, first_ms=round(track.first_ms, 1),
                 last_ms=round(track.last_ms, 1), timeline=_timeline(rows, labels),
                 summary=EmotionSummary(**_summary(rows[:, 7:], labels)),
             ))
-        rows = _rows(group, labels)
+        rows = _rows(group, labels, to_source)
         persons.append(VideoPerson(
             id=person_id, track_ids=[t.id for t in group], identified=all(t.identified for t in group),
             first_ms=round(min(t.first_ms for t in group), 1), last_ms=round(max(t.last_ms for t in group), 1),
-            face=_face_b64(group), timeline=_timeline(rows, labels),
-            summary=EmotionSummary(**_summary(rows[:, 7:], labels)),
+            face=_face_b64(group), screen_ms=round(screen[g], 1), face_size=round(sizes[g]),
+            background=fills[g] < BACKGROUND_SHARE * most or sizes[g] < BACKGROUND_FACE * short_side,
+            timeline=_timeline(rows, labels), summary=EmotionSummary(**_summary(rows[:, 7:], labels)),
         ))
     tracks.sort(key=lambda t: t.id)
     return tracks, persons
@@ -600,39 +688,53 @@ class _Boxes:
         return shown
 
 
-def write_annotated(source: Path, result: VideoResult, out: Path, crf: int = 23) -> None:
+def annotated_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The annotated video's frame size: the source's scaled to at most ``max_side`` on its long side, each
+    side rounded down to an even number (4:2:0 needs even ones; an odd source side loses a pixel)."""
+    scaled = scaled_size(width, height, max_side)
+    return max(2, scaled[0] // 2 * 2), max(2, scaled[1] // 2 * 2)
+
+
+def write_annotated(source: Path, result: VideoResult, out: Path, crf: int = 23, max_side: int | None = None) -> None:
     """The source video with each person's box, id and dominant emotion, as a browser-playable MP4.
 
     H.264 (libx264 in PyAV's wheels, ``avc1`` in the MP4), yuv420p, ``+faststart`` (the index first, so a
-    browser starts playing before the whole file has arrived), at the source frame rate and size (odd sizes
-    are cropped by a pixel: 4:2:0 needs even ones). Frames are decoded the same way as for the analysis, so
-    their indices and times match the result.
+    browser starts playing before the whole file has arrived), at the source frame rate, and at the source
+    size up to ``max_side`` on the long side (default: the ``video_annotate_max_side`` setting, 1920; odd
+    sizes are cropped by a pixel). The encoder's own buffers are bounded (its lookahead and frame threads hold
+    frames of the output size). Frames are decoded the same way as for the analysis, so their indices and
+    times match the result.
     """
     import av  # the annotation writer only
 
+    side = max_side or get_settings().video_annotate_max_side
     cap = _open(source)
     src_fps = _fps(cap)
     boxes = _Boxes(result)
     labels = {t.id: t.person_id for t in result.tracks}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.part")
+    size = annotated_size(result.video.width, result.video.height, side)
+    scaled = scaled_size(result.video.width, result.video.height, side)
+    to_output = scaled[0] / max(1, result.video.width)  # source pixels -> output pixels
     try:
         with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
             stream = container.add_stream("libx264", rate=Fraction(src_fps).limit_denominator(1001))
-            stream.width, stream.height = result.video.width // 2 * 2, result.video.height // 2 * 2
+            stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
-            # veryfast: about 2x the speed of the default preset here for a file a few % larger.
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
-            size = (stream.width, stream.height)
+            # veryfast: about 2x the speed of the default preset here for a file a few % larger. Its lookahead
+            # (10 frames) and at most 4 frame threads bound the frames the encoder holds.
+            stream.options = {"crf": str(crf), "preset": "veryfast", "rc-lookahead": "10",
+                              "threads": str(min(4, os.cpu_count() or 1))}
             for _index, t_ms, _skipped, pixels in _frames(cap, result.video.frame_count, 1000.0 / src_fps,
-                                                          VideoOptions()):
+                                                          VideoOptions(), side):
                 frame = pixels()
                 if frame is None:
                     continue
                 frame = np.ascontiguousarray(frame[: size[1], : size[0]]) if frame.shape[1::-1] != size else frame
                 if frame.shape[1::-1] != size:  # a stream whose frames change size: keep the first size
                     frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                _draw(frame, boxes.at(t_ms), labels)
+                _draw(frame, boxes.at(t_ms), labels, to_output)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
                     container.mux(packet)
             for packet in stream.encode():
@@ -646,11 +748,11 @@ def write_annotated(source: Path, result: VideoResult, out: Path, crf: int = 23)
 
 
 def _draw(frame: np.ndarray, shown: list[tuple[VideoTrack, np.ndarray, TimelinePoint]],
-          person_of: dict[int, int]) -> None:
+          person_of: dict[int, int], scale: float = 1.0) -> None:
     height, width = frame.shape[:2]
     unit = max(1.0, max(height, width) / 800.0)
     for track, box, point in shown:
-        x, y, w, h = (int(round(v)) for v in box)
+        x, y, w, h = (int(round(v * scale)) for v in box)
         emotion = point.dominant_emotion
         text = f"P{person_of[track.id]} {emotion} {point.emotions[emotion] * 100:.0f}%"
         draw_face(frame, x, y, w, h, text, COLOURS.get(emotion, (255, 255, 255)), unit)
@@ -663,7 +765,8 @@ def analyze_video_file(path: Path, fps: float | None = None, classifier: str | N
     """Track faces through the video at ``path``, link them into persons and classify their emotions over time.
 
     ``fps``: frames sampled per second by container timestamps (None: every frame). ``annotate_path``:
-    write an H.264 MP4 with the source frame rate and size showing each person's box, id and emotion.
+    write an H.264 MP4 at the source frame rate (and size, up to ``video_annotate_max_side``) showing each
+    person's box, id and emotion.
     ``progress``: a tqdm bar on stderr. ``on_progress``: called with the fraction done, about once a second.
     """
     opts = options or VideoOptions()

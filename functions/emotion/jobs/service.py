@@ -128,10 +128,12 @@ def upload_route(kind: Kind, size: int) -> Route:
 
 
 def create_job(filename: str, content_type: str, size: int, storage: Storage | None = None,
-               classifier: str | None = None, fps: float | str | None = None) -> dict[str, Any]:
+               classifier: str | None = None, fps: float | str | None = None,
+               min_face: int | None = None) -> dict[str, Any]:
     """A new pending job and a presigned POST for its upload (content type and exact size bound by the policy).
 
-    ``classifier`` and ``fps`` (video frames per second, or "all") are checked now and used when it runs."""
+    ``classifier``, ``fps`` (video frames per second, or "all") and ``min_face`` (px; smaller faces are not
+    tracked in a video) are checked now and used when it runs."""
     storage = storage or get_storage()
     settings = get_settings()
     kind = kind_of(content_type)
@@ -142,6 +144,8 @@ def create_job(filename: str, content_type: str, size: int, storage: Storage | N
             raise BadParameter(f"unknown classifier {classifier!r}; choose one of {', '.join(classifier_names())}")
     if fps is not None and fps != "all" and not (isinstance(fps, int | float) and 0 < fps <= 60):
         raise BadParameter("fps must be between 0 and 60 frames per second, or 'all'")
+    if min_face is not None and not (isinstance(min_face, int) and 0 <= min_face <= 10_000):
+        raise BadParameter("min_face must be between 0 and 10000 pixels")
     if size < 1:
         raise BadParameter("size must be at least 1 byte")
     if size > settings.max_upload_bytes:
@@ -153,7 +157,7 @@ def create_job(filename: str, content_type: str, size: int, storage: Storage | N
     record = {"job_id": job_id, "status": "pending", "progress": 0.0, "created_at": now, "updated_at": now,
               "kind": kind, "filename": safe_filename(filename), "content_type": content_type, "size": size,
               "input_key": key, "attempts": 0, "result_key": None, "annotated_key": None, "error": None,
-              "classifier": classifier, "fps": fps}
+              "classifier": classifier, "fps": fps, "min_face": min_face}
     write_record(record, storage)
     upload = storage.presigned_post(key, content_type, size, settings.upload_expires_s)
     log.info("job created", extra={"job_id": job_id, "kind": kind, "size": size, "route": route})
@@ -362,7 +366,7 @@ def _run(record: dict[str, Any], size: int, storage: Storage, allow_large_video:
             if not allow_large_video and size > settings.lambda_video_max_bytes:
                 raise UploadTooLarge(f"videos over {settings.lambda_video_max_bytes:,} bytes are not processed "
                                      "here; create the job as a video so that it goes to the video worker")
-            from emotion.core.video import analyze_video_file
+            from emotion.core.video import VideoOptions, analyze_video_file
 
             out = Path(tmp) / "annotated.mp4"
             last = [0.0]
@@ -376,7 +380,7 @@ def _run(record: dict[str, Any], size: int, storage: Storage, allow_large_video:
             fps = record.get("fps")
             video = analyze_video_file(source, fps=None if fps == "all" else float(fps or settings.video_fps),
                                        classifier=record.get("classifier"), annotate_path=out,
-                                       on_progress=progress)
+                                       on_progress=progress, options=VideoOptions(min_face=record.get("min_face")))
             body = {"kind": "video", **video.model_dump()}
             record["annotated_key"] = annotated_key(job_id, ".mp4")
             storage.upload(RESULTS, record["annotated_key"], out, "video/mp4")

@@ -343,9 +343,18 @@
     const stem = (filename || "video").replace(/\.[^.]+$/, "") || "video";
     ui.result.append(downloads(r, persons, labels, stem));
     if (persons.length) ui.result.append(readingNote(persons));
+    // Background faces (an audience, passers-by: they fill little of the video) are folded away below.
     const grid = el("div", { class: "persons" });
-    for (const person of persons) grid.append(personCard(person, r, labels, player));
+    const folded = el("div", { class: "persons" });
+    for (const person of persons) (person.background ? folded : grid).append(personCard(person, r, labels, player));
     ui.result.append(grid);
+    if (folded.children.length) {
+      const details = el("details", { class: "background-persons" });
+      const n = folded.children.length;
+      details.append(el("summary", {}, `${n} background ${n === 1 ? "face" : "faces"} (small or briefly seen)`),
+        folded);
+      ui.result.append(details);
+    }
   }
 
   function init() {
