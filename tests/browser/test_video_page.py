@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.browser.conftest import serve_fresh
@@ -222,4 +223,32 @@ def test_large_result_is_fetched_from_result_url(small_inline_server: str, brows
     assert result["models"]["classifier"].startswith("ferplus")
     assert "contempt" in result["persons"][0]["timeline"][0]["emotions"]  # ferplus has 8 emotions
     _check_page(page, result)
+    page.close()
+
+
+def test_a_large_video_is_annotated_at_1920_and_plays(server: str, browser_context, shared_dir: Path,
+                                                      tmp_path: Path, artifacts_dir: Path) -> None:
+    """A 3200x1800 upload (frames analysed at 1920x1080, boxes in the video's pixels): the annotated video is
+    written at 1920x1080 and Chromium plays it inline."""
+    import cv2
+
+    photo = cv2.imread(str(shared_dir / "data" / "scenes" / "fr_two_people.jpg"))
+    frame = cv2.resize(photo, (3200, 1800), interpolation=cv2.INTER_LINEAR)
+    clip = tmp_path / "large.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (3200, 1800))
+    for i in range(12):
+        writer.write(np.roll(frame, 4 * i, axis=1))
+    writer.release()
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    _, result = _run_job(page, server, clip)
+    assert (result["video"]["width"], result["video"]["height"]) == (3200, 1800)
+    boxes = [p["box"] for t in result["tracks"] for p in t["timeline"]]
+    assert boxes and max(b["x"] + b["width"] for b in boxes) > 1920  # source pixels, not the analysis size
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video-player'); return v && v.readyState >= 2; }", timeout=30_000)
+    player = page.evaluate("() => { const v = document.querySelector('#video-player');"
+                           " return {width: v.videoWidth, height: v.videoHeight, error: v.error && v.error.message}; }")
+    assert player == {"width": 1920, "height": 1080, "error": None}
+    page.locator("#video-player").screenshot(path=str(artifacts_dir / "browser_video_large.png"))
     page.close()
