@@ -79,12 +79,12 @@ def face_pose(face: np.ndarray) -> Pose:
 # face, not the background corners of the warp). Identity linking gates on the same two measures.
 INNER = (slice(24, 100), slice(20, 92))
 
-# ``reliable``: the default classifier's accuracy drops on faces below these (docs/benchmarks.md, "Pose and
-# quality": accuracy per bin of each measure; the thresholds are round numbers read off FER+ train and SFEW
-# train faces and checked on FER+ PublicTest and the SFEW validation films).
+# ``reliable``: round numbers at the knee of the default classifier's accuracy against each measure on the FER+
+# train faces its training held out, made dark, blurred and small by known amounts, then checked on FER+
+# PublicTest and the SFEW validation films (docs/benchmarks.md, "Pose and quality"; benchmarks/quality_curves.py).
 MIN_BRIGHTNESS = 40.0
 MIN_SHARPNESS = 10.0
-MIN_SIZE = 24
+MIN_SIZE = 16
 
 
 def brightness_sharpness(grey_inner: np.ndarray) -> tuple[float, float]:
