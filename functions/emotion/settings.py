@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     classifier: str = Field(default_factory=_default_classifier)  # the manifest's default_classifier
     providers: str = "CPUExecutionProvider"  # comma list; requested ∩ available, CPU last resort
     intra_op_threads: int = 0  # 0 = onnxruntime default (all cores)
+    # Which form of a classifier that has both runs: int8 (the same integers on every CPU) or fp32 (the same
+    # weights, float activations). auto: int8 where onnxruntime has a fast integer path (x86-64 AVX2 or better,
+    # ARM dotprod), else fp32 (emotion.core.cpu.preferred_precision).
+    classifier_precision: Literal["auto", "int8", "fp32"] = "auto"
 
     # Detection
     score_threshold: float = 0.6

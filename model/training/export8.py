@@ -148,6 +148,21 @@ def export_int8(fp32: Path, out: Path, faces: Path, md: dict[str, str], per_set:
     return {**report_int8(out, faces, with_bench), "prelu": prelu}
 
 
+def fp32_form(int8: Path, out: Path) -> dict[str, Any]:
+    """The fp32 graph of an int8 export's own weights (each as its DequantizeLinear gives it, activations in float):
+    the engine's other precision (``EMOTION_CLASSIFIER_PRECISION``). Metadata as the int8 graph's, but for
+    ``quantization`` and ``model_version`` (``-fp32``)."""
+    from emotion.model.training.finetune import load_int8_export
+
+    net = build_model(FinetuneConfig())
+    load_int8_export(net, int8)
+    props = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
+    props["quantization"] = f"none: fp32 form of {int8.name} (sha256 {file_info(int8)['sha256']}), same weights"
+    props["model_version"] = props.get("model_version", "").removesuffix("-int8") + "-fp32"
+    rewritten = export(net.eval(), out, props)
+    return {"onnx": file_info(out), "prelu_rewritten": rewritten}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="export8", description="Export the fine-tuned 8-class MobileFaceNet.")
     ap.add_argument("--checkpoint", default=".cache/train/mobilefacenet8_v4/final.pt")
@@ -162,8 +177,13 @@ def main(argv: list[str] | None = None) -> int:
                     "`--int8` graph to work on uint8 codes and write it to --int8 (faces from --faces-dir)")
     ap.add_argument("--faces-dir", default=FinetuneConfig().faces_dir,
                     help="cached faces for --from-int8 (a checkpoint names its own)")
+    ap.add_argument("--fp32-of", metavar="INT8", help="no checkpoint: write the fp32 form of this int8 graph's "
+                    "weights to --out")
     ap.add_argument("--report")
     a = ap.parse_args(argv)
+    if a.fp32_of:
+        write_report(fp32_form(Path(a.fp32_of), Path(a.out)), a.report)
+        return 0
     if a.from_int8:
         if not a.int8:
             ap.error("--from-int8 needs --int8 PATH")

@@ -266,6 +266,11 @@ def test_models(client: TestClient) -> None:
     assert default["default"] and default["available"] and default["role"] == "classifier"
     assert default["labels"] and default["licence"] and default["version"]
     assert names[body["detector"]]["role"] == "detector"
+    # the form that runs on this CPU, and the CPU itself (int8 speed depends on its instruction sets)
+    assert body["classifier_precision"] == default["precision"] == "int8"  # auto: every CPU that runs CI has AVX2
+    assert body["cpu"]["cores"] >= 1 and "avx2" in body["cpu"]["instruction_sets"]
+    assert names["mobilefacenet8_fp32"]["form_of"] == "mobilefacenet8"
+    assert names["mobilefacenet8_fp32"]["precision"] == "fp32"
 
 
 def test_healthz(client: TestClient) -> None:
@@ -273,6 +278,38 @@ def test_healthz(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
     assert r.json()["engine_loaded"] is True  # the lifespan warmed the engine
+    assert r.json()["classifier_precision"] == "int8" and r.json()["classifier"].endswith("-int8")
+    assert r.json()["cpu"]["model"]
+
+
+def test_precision_setting_runs_the_fp32_form_and_every_result_says_so(
+        client: TestClient, two_people: bytes, settings_env: pytest.MonkeyPatch) -> None:
+    from emotion.core.engine import clear_engines
+
+    settings_env.setenv("EMOTION_CLASSIFIER_PRECISION", "fp32")
+    clear_engines()
+    try:
+        body = client.post("/v1/analyze", content=two_people).json()
+        assert body["models"]["classifier_precision"] == "fp32"
+        assert body["models"]["classifier"] == "mobilefacenet8-ferplus-sfew-v4.2-fp32" and len(body["faces"]) == 2
+        assert client.get("/healthz").json()["classifier_precision"] == "fp32"
+        assert client.get("/v1/models").json()["classifier_precision"] == "fp32"
+        # a classifier with one form runs that form whatever is asked
+        settings_env.setenv("EMOTION_CLASSIFIER_PRECISION", "int8")
+        from emotion.settings import get_settings
+        get_settings.cache_clear()
+        clear_engines()
+        body = client.post("/v1/analyze?classifier=ferplus", content=two_people).json()
+        assert body["models"]["classifier_precision"] == "fp32"
+        settings_env.setenv("EMOTION_CLASSIFIER_PRECISION", "fastest")
+        get_settings.cache_clear()
+        with pytest.raises(ValueError, match="classifier_precision"):
+            get_settings()
+    finally:
+        settings_env.undo()
+        from emotion.settings import get_settings
+        get_settings.cache_clear()
+        clear_engines()
 
 
 def test_404_405_are_error_json(client: TestClient) -> None:

@@ -44,3 +44,13 @@ def test_this_machine_is_described() -> None:
     assert set(info) == {"model", "machine", "cores", "instruction_sets"}
     assert isinstance(info["cores"], int) and info["cores"] >= 1
     assert info["model"]
+
+
+def test_preferred_precision_is_int8_only_where_onnxruntime_has_a_fast_integer_path() -> None:
+    from emotion.core.cpu import preferred_precision
+
+    assert preferred_precision(["avx2"]) == "int8"
+    assert preferred_precision(["avx2", "avx512f", "avx512bw", "avx512_vnni"]) == "int8"
+    assert preferred_precision(["neon", "dotprod"]) == "int8"
+    assert preferred_precision(["neon"]) == "fp32"  # ARM without dotprod
+    assert preferred_precision([]) == "fp32"  # x86-64 without AVX2

@@ -59,7 +59,8 @@ ANALYSIS_EXAMPLE: dict[str, Any] = {
                       "surprise": 0.0, "fear": 0.0},
          "dominant_emotion": "neutral"},
     ],
-    "models": {"detector": "yunet-2023mar", "classifier": "mobilefacenet8-ferplus-sfew-v4.1-int8"},
+    "models": {"detector": "yunet-2023mar", "classifier": "mobilefacenet8-ferplus-sfew-v4.2-int8",
+               "classifier_precision": "int8"},
     "timings_ms": {"decode": 12.12, "detect": 51.0, "classify": 11.11, "total": 74.46},
 }
 

@@ -26,9 +26,10 @@ from emotion.api.openapi_docs import (
     IMAGE_REQUEST_BODY,
     example_response,
 )
-from emotion.api.schemas import Health, Limits, ModelInfo, ModelsResponse
+from emotion.api.schemas import CpuInfo, Health, Limits, ModelInfo, ModelsResponse
 from emotion.core.annotate import annotate
-from emotion.core.engine import classifier_names, default_options, engines_loaded, get_engine
+from emotion.core.cpu import cpu_info
+from emotion.core.engine import classifier_form, classifier_names, default_options, engines_loaded, get_engine
 from emotion.core.imageio import decode_image, encode_image
 from emotion.core.manifest import load_manifest
 from emotion.core.results import AnalysisResult, EmotionLabel
@@ -161,21 +162,26 @@ def models() -> ModelsResponse:
             labels=cast(list[EmotionLabel], spec.labels),  # vocabulary names; ModelInfo validates them
             input=spec.input.model_dump(),
             urls=spec.urls,
+            precision=spec.precision,
+            form_of=spec.form_of,
             default=spec.name in in_use,
             available=(settings.model_dir / spec.file).is_file(),
         )
         for spec in manifest.models
     ]
     limits = Limits(max_body_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels, max_side=settings.max_side)
-    return ModelsResponse(detector=manifest.default_detector, classifier=settings.classifier, models=infos,
-                          limits=limits)
+    running = classifier_form(settings.classifier, settings.classifier_precision)
+    return ModelsResponse(detector=manifest.default_detector, classifier=settings.classifier,
+                          classifier_precision=running.precision, cpu=CpuInfo.model_validate(cpu_info()),
+                          models=infos, limits=limits)
 
 
 @public_router.get("/healthz", response_model=Health, tags=["health"], summary="Liveness (no API key needed)")
 def healthz() -> Health:
-    if engines_loaded() == 0:
-        get_engine(None)  # models missing or failing their checks: ModelUnavailable, a 503, not a healthy 200
-    return Health(version=__version__, engine_loaded=engines_loaded() > 0)
+    # Builds the default engine once: models missing or failing their checks raise ModelUnavailable, a 503
+    used = get_engine(None).models_used()
+    return Health(version=__version__, engine_loaded=engines_loaded() > 0, classifier=used.classifier,
+                  classifier_precision=used.classifier_precision, cpu=CpuInfo.model_validate(cpu_info()))
 
 
 @page_router.get("/")

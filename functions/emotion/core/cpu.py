@@ -47,6 +47,12 @@ def int8_instruction_sets(flags: set[str]) -> list[str]:
     return [f for f in INT8_FLAGS if f in present]
 
 
+def _instruction_sets() -> list[str]:
+    sets = cpu_info()["instruction_sets"]
+    assert isinstance(sets, list)
+    return sets
+
+
 @lru_cache(maxsize=1)
 def cpu_info() -> dict[str, object]:
     """``{"model", "machine", "cores", "instruction_sets"}`` of this machine (cores = those this process may use)."""
@@ -65,3 +71,14 @@ def cpu_info() -> dict[str, object]:
         "instruction_sets": int8_instruction_sets(flags),
     }
 
+
+
+# Where onnxruntime's integer kernels beat fp32. Measured: AMD EPYC (Zen 5, AVX-512 VNNI) and, from the issue's
+# figures, AMD EPYC with AVX2 only (int8 5.3-5.7 ms per face against fp32 10.6-11.3 ms); see docs/benchmarks.md.
+FAST_INT8_SETS = frozenset({"avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx", "dotprod"})
+
+
+def preferred_precision(sets: list[str] | None = None) -> str:
+    """``int8`` where this CPU has a fast integer path (x86-64 AVX2 or better, ARM dotprod), else ``fp32``."""
+    present = set(_instruction_sets() if sets is None else sets)
+    return "int8" if present & FAST_INT8_SETS else "fp32"

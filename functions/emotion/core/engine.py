@@ -15,11 +15,12 @@ import numpy as np
 
 from emotion.core.align import enlarged
 from emotion.core.classifiers import EmotionClassifier, classifier_for
+from emotion.core.cpu import preferred_precision
 from emotion.core.detector import YuNetDetector, to_input_pixels, working_size
 from emotion.core.errors import BadParameter
 from emotion.core.facemeasures import face_pose, face_quality
 from emotion.core.imageio import decode_image
-from emotion.core.manifest import load_manifest
+from emotion.core.manifest import ModelSpec, load_manifest
 from emotion.core.model_files import check_metadata, runnable_model_path
 from emotion.core.results import AnalysisResult, Box, EmotionLabel, Face, ImageSize, Landmarks, ModelsUsed, Quality
 from emotion.core.runtime import create_session, resolve_providers
@@ -56,6 +57,10 @@ class Engine:
         self.detector = detector
         self.detector_version = detector_version
         self.classifier = classifier
+
+    def models_used(self) -> ModelsUsed:
+        spec = self.classifier.spec
+        return ModelsUsed(detector=self.detector_version, classifier=spec.version, classifier_precision=spec.precision)
 
     def analyze_bytes(self, data: bytes, options: DetectOptions, max_pixels: int, max_side: int) -> AnalysisResult:
         start = time.perf_counter()
@@ -108,7 +113,7 @@ class Engine:
         return AnalysisResult(
             image=ImageSize(width=width, height=height),
             faces=[self._face(row, p, q, width, height) for row, p, q in zip(rows, probs, qualities, strict=True)],
-            models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
+            models=self.models_used(),
             timings_ms={
                 "decode": 0.0,
                 "detect": round((t1 - t0) * 1000, 2),
@@ -138,7 +143,7 @@ class Engine:
             results.append(AnalysisResult(
                 image=ImageSize(width=width, height=height),
                 faces=[self._face(row, p, q, width, height) for row, p, q in zip(rows, mine, quality, strict=True)],
-                models=ModelsUsed(detector=self.detector_version, classifier=self.classifier.spec.version),
+                models=self.models_used(),
                 # Shared batches: each image is credited an equal share of the group's stage times.
                 timings_ms={"decode": 0.0, **{k: round(v, 2) for k, v in share.items()},
                             "total": round(share["detect"] + share["classify"], 2)},
@@ -194,6 +199,7 @@ def get_engine(classifier: str | None = None, threads: int | None = None, provid
         settings.providers if providers is None else providers,
         Path(settings.model_dir if model_dir is None else model_dir),
         floor,
+        settings.classifier_precision,
     )
 
 
@@ -206,8 +212,21 @@ def engines_loaded() -> int:
     return _engine_for.cache_info().currsize
 
 
+def classifier_form(name: str, precision: str) -> ModelSpec:
+    """The manifest entry that runs for classifier ``name`` at ``precision`` (auto|int8|fp32): its fp32 form when
+    fp32 is wanted (or auto prefers it on this CPU) and it has one; otherwise the classifier itself (a classifier
+    with one form runs that form whatever is asked)."""
+    manifest = load_manifest()
+    spec = manifest.get(name)
+    wanted = preferred_precision() if precision == "auto" else precision
+    if spec.precision != wanted and spec.fp32_form and wanted == "fp32":
+        return manifest.get(spec.fp32_form)
+    return spec
+
+
 @lru_cache(maxsize=4)
-def _engine_for(name: str, threads: int, providers_text: str, model_dir: Path, score_floor: float) -> Engine:
+def _engine_for(name: str, threads: int, providers_text: str, model_dir: Path, score_floor: float,
+                precision: str = "auto") -> Engine:
     """Keyed by the resolved values, so get_engine() and get_engine("mobilefacenet8") share one engine."""
     settings = get_settings()
     manifest = load_manifest()
@@ -217,10 +236,11 @@ def _engine_for(name: str, threads: int, providers_text: str, model_dir: Path, s
     providers = resolve_providers(providers_text)
     det_spec = manifest.get(manifest.default_detector)
     detector = load_detector(score_floor, settings.nms_threshold, providers, threads, model_dir)
-    spec = manifest.get(name)
+    spec = classifier_form(name, precision)
     session = create_session(runnable_model_path(spec, model_dir), providers, threads, spec.qdq_graph)
     check_metadata(spec, session.get_modelmeta().custom_metadata_map)
-    log.info("engine ready: detector %s, classifier %s, providers %s", det_spec.version, spec.version, providers)
+    log.info("engine ready: detector %s, classifier %s (%s), providers %s", det_spec.version, spec.version,
+             spec.precision, providers)
     return Engine(detector, det_spec.version, classifier_for(spec, session))
 
 

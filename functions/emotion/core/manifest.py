@@ -50,6 +50,13 @@ class ModelSpec(BaseModel):
     # An int8 graph in QDQ form: onnxruntime must fuse its QuantizeLinear/DequantizeLinear pairs into integer
     # kernels when loading it, or every conv runs in float between them (2x slower).
     qdq_graph: bool = False
+    # Arithmetic of the file's weights and products; an int8 file keeps every int8 weight within ±64 so that it
+    # computes the same integers on every CPU (model/int8_exact.py).
+    precision: Literal["int8", "fp32"] = "fp32"
+    # The manifest entry holding the fp32 graph of the same weights (EMOTION_CLASSIFIER_PRECISION chooses).
+    fp32_form: str | None = None
+    # This entry is another form of that classifier, not a classifier of its own (not listed, not selectable).
+    form_of: str | None = None
 
 
 class Manifest(BaseModel):
@@ -65,7 +72,8 @@ class Manifest(BaseModel):
         raise KeyError(name)
 
     def names(self, role: str) -> list[str]:
-        return [m.name for m in self.models if m.role == role]
+        """The selectable models of a role (another form of a classifier is not one of its own)."""
+        return [m.name for m in self.models if m.role == role and m.form_of is None]
 
 
 @lru_cache(maxsize=1)

@@ -77,6 +77,9 @@ class Face(BaseModel):
 class ModelsUsed(BaseModel):
     detector: str
     classifier: str
+    classifier_precision: Literal["int8", "fp32"] = Field(
+        description="the form of the classifier that ran: int8 (the same integers on every CPU) or fp32 (the same "
+        "weights, float activations); EMOTION_CLASSIFIER_PRECISION chooses")
 
 
 class AnalysisResult(BaseModel):
