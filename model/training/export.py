@@ -103,7 +103,7 @@ def check_agreement(net: torch.nn.Module, path: str | Path, n: int = 16, seed: i
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, feeds: list[dict[str, np.ndarray]], md: dict[str, str]) -> None:
-    """Static int8 (QDQ, per-channel weights, min-max activation ranges) calibrated on ``feeds``: network-ready
+    """Static int8 (QDQ, per-channel 7-bit weights, min-max activation ranges) calibrated on ``feeds``: network-ready
     input batches, which should span every kind of face the model serves (grey and colour alike)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -120,10 +120,20 @@ def quantize_int8(fp32: str | Path, out: str | Path, feeds: list[dict[str, np.nd
         Reader(),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
+        # 7-bit weights (±64): no U8S8 pair sum can saturate on an AVX2 CPU, so every CPU computes the same
+        # integers (emotion.model.int8_exact).
+        reduce_range=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
     )
-    set_metadata(out, {"quantization": "int8 static QDQ, per-channel weights", **md})
+    import onnx
+
+    from emotion.model.int8_exact import saturation_risks
+
+    risks = saturation_risks(onnx.load(str(out)))
+    if risks:
+        raise RuntimeError(f"int8 weights beyond ±64 after quantisation: {risks[:3]}")
+    set_metadata(out, {"quantization": "int8 static QDQ, per-channel weights within ±64 (7-bit)", **md})
 
 
 def bench(path: str | Path, batch_sizes: tuple[int, ...] = (1, 16), runs: int = 50,

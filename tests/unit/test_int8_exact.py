@@ -164,3 +164,43 @@ def test_the_engine_session_gives_the_exactly_simulated_logits(name: str, aligne
     report = compare_sessions(get_engine(name).classifier.session,
                               simulated_session(runnable_model_path(spec, model_dir)), faces)
     assert report["mean_abs_logit_diff"] < 0.25, report
+
+
+def _numpy_faces(shared_dir: Path, count: int) -> np.ndarray:
+    """Network inputs made with numpy alone (no resize kernel whose rounding could depend on the CPU): a 48 px
+    FER+ crop framed to 56 px and repeated 2x to 112 px, grey in all three channels, scaled to [-1, 1]."""
+    import cv2
+
+    files = sorted((shared_dir / "data/fer2013_publictest/ferplus_png").glob("*.png"))[::200][:count]
+    faces = []
+    for f in files:
+        grey = np.pad(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), 4)  # PNG decoding is exact
+        big = grey.repeat(2, 0).repeat(2, 1).astype(np.float32)
+        faces.append(np.stack([big] * 3) / np.float32(127.5) - np.float32(1.0))
+    return np.stack(faces)
+
+
+# mobilefacenet8 v4.2's logits on _numpy_faces(shared_dir, 8), from its integer kernels on AMD EPYC (Zen 5,
+# AVX-512 VNNI); the same graph on an emulated AVX2-only CPU (qemu-x86_64 -cpu Haswell) gave bit-identical logits
+# on 520 dev faces. A graph whose pair sums saturate gives other numbers on AVX2 (v4.1: top emotion differed on
+# 8.7% of those faces).
+GOLDEN_ARGMAX = [0, 1, 0, 3, 0, 0, 3, 2]
+GOLDEN_LOGITS = [
+    [3.8812, -0.2329, -2.5616, 1.4748, -2.6392, 0.3881, -1.2420, 1.4748],
+    [3.3378, 6.2099, -1.4748, -2.3287, -3.3378, -0.0776, -1.8630, 1.8630],
+    [2.0958, -0.4657, 0.2329, 1.8630, -1.4748, -1.7077, -0.4657, -1.1644],
+    [2.1735, 0.0000, -0.7762, 2.9497, -1.3972, -1.7853, -2.3287, 1.2420],
+    [4.3469, 0.3105, 0.2329, -0.5434, -1.9406, 0.0776, -3.0273, -0.0776],
+    [2.9497, -0.5434, -0.6986, 0.6210, 0.2329, -0.2329, -1.8630, -1.9406],
+    [3.0273, -0.7762, -1.0867, 5.8994, -1.0091, -2.6392, -1.3972, -6.0546],
+    [-0.1552, -2.3287, 5.6665, -1.3196, -2.9497, -2.3287, 3.5707, -0.4657],
+]
+
+
+def test_the_default_classifier_gives_the_same_logits_on_every_cpu(shared_dir: Path) -> None:
+    from emotion.core.engine import get_engine
+
+    session = get_engine("mobilefacenet8").classifier.session
+    logits = session.run(None, {"data": _numpy_faces(shared_dir, 8)})[0]
+    assert logits.argmax(1).tolist() == GOLDEN_ARGMAX
+    np.testing.assert_allclose(logits, np.array(GOLDEN_LOGITS), atol=2e-4)
