@@ -232,12 +232,10 @@ def _patches(x: np.ndarray, weights: np.ndarray, attrs: dict[str, Any], zero: in
 
 
 def vpmaddubsw_saturations(model: Any, faces: np.ndarray) -> dict[str, Any]:
-    """Emulate AVX2's U8S8 pair sums (``VPMADDUBSW``: u8 codes x s8 weights, adjacent K pairs, saturated to
-    int16) of every integer conv/Gemm on real inputs; count the pairs that clip.
-
-    Activations are taken from the exactly simulated graph (:func:`simulated_session`). Grouped (depthwise)
-    convs are counted apart: onnxruntime runs them on a separate kernel that widens to 16 bits before it
-    multiplies, so their count is what *would* clip through the GEMM path."""
+    """Emulate AVX2's U8S8 pair sums (``VPMADDUBSW``: u8 codes x s8 weights of two adjacent input channels at one
+    kernel tap, summed and saturated to int16) of every integer conv and Gemm on real inputs; count the pairs that
+    clip. Activations come from the exactly simulated graph (:func:`simulated_session`). Depthwise convs are left
+    out: they have no input channels to pair."""
     import onnx
     from onnx import numpy_helper
 
@@ -250,8 +248,8 @@ def vpmaddubsw_saturations(model: Any, faces: np.ndarray) -> dict[str, Any]:
     session = simulated_session(probe)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
-    totals = {"gemm_path": [0, 0], "depthwise": [0, 0]}  # [saturated pairs, pairs]
-    per_layer: list[dict[str, Any]] = []
+    saturated = total = 0
+    per_layer: dict[int, int] = {}
     input_name = session.get_inputs()[0].name
     for face in faces:
         values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {input_name: face[None]}),
@@ -261,41 +259,32 @@ def vpmaddubsw_saturations(model: Any, faces: np.ndarray) -> dict[str, Any]:
             w = p["weights"]
             x_dq = producer[p["node"].input[0]]
             zero = int(inits[x_dq.input[2]]) if len(x_dq.input) > 2 else 0
-            group = p["attrs"].get("group", 1)
-            if p["node"].op_type == "Conv" and group > 1:  # depthwise: K = kh*kw taps of one channel
-                kh, kw = w.shape[2:]
-                rows = np.stack([_patches(codes[c : c + 1], w[c : c + 1], p["attrs"], zero)
-                                 for c in range(codes.shape[0])])  # C, P, K
-                wk = w.reshape(w.shape[0], kh * kw)[:, None, :]  # C, 1, K
-                if wk.shape[-1] % 2:
-                    rows = np.concatenate([rows, np.zeros(rows.shape[:2] + (1,), np.int32)], -1)
-                    wk = np.concatenate([wk, np.zeros(wk.shape[:2] + (1,), np.int32)], -1)
-                pairs = rows[..., 0::2] * wk[..., 0::2] + rows[..., 1::2] * wk[..., 1::2]
-                key = "depthwise"
-            else:
-                if p["node"].op_type == "Conv":
-                    a = _patches(codes, w, p["attrs"], zero)
-                    wk = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)  # O, K in (kh, kw, c) order
-                else:
-                    a = codes.reshape(1, -1)
-                    wk = w.T
+            if p["node"].op_type == "Conv" and p["attrs"].get("group", 1) > 1:
+                continue  # depthwise: no input channels to pair (onnxruntime's depthwise kernel widens to 16 bits)
+            if p["node"].op_type == "Conv":
+                if codes.shape[0] % 2:  # an odd channel count: the last channel pairs with a zero one
+                    codes = np.concatenate([codes, np.full((1, *codes.shape[1:]), zero, np.int32)])
+                    w = np.concatenate([w, np.zeros((w.shape[0], 1, *w.shape[2:]), np.int32)], 1)
+                a = _patches(codes, w, p["attrs"], zero)
+                wk = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)  # O, K in (kh, kw, c) order
+            else:  # Gemm / MatMul: weights already [out, K]
+                a = codes.reshape(1, -1)
+                wk = w
                 if a.shape[1] % 2:
-                    a = np.concatenate([a, np.full((a.shape[0], 1), 0, np.int32)], 1)
+                    a = np.concatenate([a, np.zeros((1, 1), np.int32)], 1)
                     wk = np.concatenate([wk, np.zeros((wk.shape[0], 1), np.int32)], 1)
-                pairs = (a[:, None, 0::2] * wk[None, :, 0::2]) + (a[:, None, 1::2] * wk[None, :, 1::2])
-                key = "gemm_path"
+            # adjacent K pairs = adjacent input channels at one kernel tap
+            pairs = (a[:, None, 0::2] * wk[None, :, 0::2]) + (a[:, None, 1::2] * wk[None, :, 1::2])
             clipped = int(np.count_nonzero((pairs > INT16_MAX) | (pairs < -INT16_MAX - 1)))
-            totals[key][0] += clipped
-            totals[key][1] += pairs.size
-            if len(per_layer) <= index:
-                per_layer.append({"node": p["node"].name or p["node"].output[0], "path": key, "saturated": 0})
-            per_layer[index]["saturated"] += clipped
+            saturated += clipped
+            total += pairs.size
+            per_layer[index] = per_layer.get(index, 0) + clipped
     return {
         "faces": len(faces),
-        **{f"{k}_saturated_pairs": v[0] for k, v in totals.items()},
-        **{f"{k}_pairs": v[1] for k, v in totals.items()},
-        "layers_with_saturation": sum(1 for layer in per_layer if layer["saturated"]),
-        "integer_layers": len(per_layer),
+        "saturated_pairs": saturated,
+        "pairs": total,
+        "layers_with_saturation": sum(1 for count in per_layer.values() if count),
+        "layers_emulated": len(per_layer),
     }
 
 

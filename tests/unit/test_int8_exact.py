@@ -42,7 +42,8 @@ def _conv_graph(weights: np.ndarray) -> onnx.ModelProto:
         return numpy_helper.from_array(value, name)
 
     inits = [init("xs", np.array(X_SCALE, np.float32)), init("xz", np.array(X_ZERO, np.uint8)),
-             init("wq", weights.reshape(C_OUT, C_IN, 1, 1).astype(np.int8)), init("ws", w_scale), init("wz", np.zeros(C_OUT, np.int8)),
+             init("wq", weights.reshape(C_OUT, C_IN, 1, 1).astype(np.int8)), init("ws", w_scale),
+             init("wz", np.zeros(C_OUT, np.int8)),
              init("bq", np.round(bias / (X_SCALE * w_scale)).astype(np.int32)),
              init("bs", (X_SCALE * w_scale).astype(np.float32)), init("bz", np.zeros(C_OUT, np.int32)),
              init("os", np.array(0.5, np.float32)), init("oz", np.array(128, np.uint8))]
@@ -68,13 +69,13 @@ def test_full_range_weights_saturate_the_avx2_pair_sums_and_limited_ones_do_not(
     x = np.full((1, C_IN, 4, 4), 255 * X_SCALE, np.float32)  # one input, every code 255
     # channel 0: 255*127 + 255*127 = 64,770 > 32,767; channel 1: -255*100 - 255*127 < -32,768; channel 2 fits
     report = vpmaddubsw_saturations(model, x)
-    assert report["gemm_path_saturated_pairs"] == 2 * 16 and report["gemm_path_pairs"] == 16 * C_OUT * 2
+    assert report["saturated_pairs"] == 2 * 16 and report["pairs"] == 16 * C_OUT * 2
     assert [name for name, _ in saturation_risks(model)] == ["wq"]
 
     counts = limit_weights(model)
     assert counts == {"weights_requantised": 1, "biases_requantised": 1}
     assert saturation_risks(model) == []
-    assert vpmaddubsw_saturations(model, x)["gemm_path_saturated_pairs"] == 0
+    assert vpmaddubsw_saturations(model, x)["saturated_pairs"] == 0
 
 
 def test_limit_weights_moves_each_weight_by_at_most_half_a_new_step_and_keeps_the_bias_scale() -> None:

@@ -168,11 +168,10 @@ def test_shipped_classifier_runs_prelus_on_codes_close_to_its_float_network(mode
     """The shipped int8 graph: no PRelu left in float form, every conv fused, and its logits on real faces as close to
     its own float-activation network as int8 rounding allows (the graph before the rewrite: mean |diff| 0.27 on
     calibration faces, argmax agreement 94%)."""
-    from emotion.model.int8_exact import simulated_session
-
     import cv2
 
     from emotion.core.manifest import load_manifest
+    from emotion.model.int8_exact import simulated_session
 
     spec = load_manifest().get("mobilefacenet8")
     model = onnx.load(str(model_dir / spec.file))
