@@ -222,8 +222,12 @@ def test_config_kind_picks_the_recipe() -> None:
     from emotion.model.training.recipes import is_finetune_config
 
     root = Path(__file__).resolve().parents[2] / "model" / "configs"
-    assert all(is_finetune_config(root / f"mobilefacenet8{v}.json") for v in ("", "_v2", "_v3", "_v4"))
+    assert all(is_finetune_config(root / f"mobilefacenet8{v}.json") for v in ("", "_v2", "_v3", "_v4", "_v6"))
     assert not is_finetune_config(root / "ferplus.json")
+    from emotion.model.training.finetune import load_config
+
+    stage6 = load_config(root / "mobilefacenet8_v6.json")  # unknown keys are refused
+    assert stage6.affect_fraction > 0 and stage6.default_teacher == stage6.init_from == "model/mobilefacenet8.onnx"
 
 
 def test_stage_two_starts_from_stage_one_and_exports_int8(shared_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
