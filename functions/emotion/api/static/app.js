@@ -99,7 +99,32 @@
     return `The server could not analyse this file: ${response.status} ${response.statusText || ""}${detail}`.trim();
   }
 
-  window.emotionApi = { headers: apiHeaders, describeError };
+  // DOM builders and the presigned upload, shared with jobs.js and collection.js (loaded after this file).
+  function el(tag, attrs = {}, text = "") {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attrs = {}, text = "") {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  // POST the file to a job's presigned form; S3 requires the file to be the last field.
+  async function upload(job, file, name) {
+    const data = new FormData();
+    for (const [k, v] of Object.entries(job.upload.fields)) data.append(k, v);
+    if (name) data.append("file", file, name);
+    else data.append("file", file);
+    const resp = await fetch(job.upload.url, { method: "POST", body: data });
+    if (!resp.ok) throw new Error(`the upload was refused (${resp.status})`);
+  }
+
+  window.emotionApi = { headers: apiHeaders, describeError, el, svg, upload };
 
   function queryParams() {
     const params = new URLSearchParams();

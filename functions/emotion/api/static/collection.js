@@ -9,24 +9,11 @@
   const POLL_MS = 700;
   const IMAGE_EXT = /\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif)$/i;
   const ARCHIVE_EXT = /\.(zip|tar)$/i;
-  const SVG = "http://www.w3.org/2000/svg";
   const EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"];
   const api = () => window.emotionApi || { headers: () => ({}), describeError: async (r) => `${r.status} ${r.statusText}` };
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  function el(tag, attrs = {}, text = "") {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text) node.textContent = text;
-    return node;
-  }
-
-  function svg(tag, attrs = {}, text = "") {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-    if (text) node.textContent = text;
-    return node;
-  }
+  const { el, svg, upload } = window.emotionApi; // app.js, loaded first
 
   function build(root) {
     root.append(el("h2", { id: "collection-title" }, "Many photos: one table for a whole folder"));
@@ -130,14 +117,6 @@
   }
 
   // ---- the job ---------------------------------------------------------------------------------------------
-
-  async function upload(job, blob, name) {
-    const data = new FormData();
-    for (const [k, v] of Object.entries(job.upload.fields)) data.append(k, v);
-    data.append("file", blob, name); // S3 requires the file to be the last field
-    const resp = await fetch(job.upload.url, { method: "POST", body: data });
-    if (!resp.ok) throw new Error(`the upload was refused (${resp.status})`);
-  }
 
   async function run(ui, chosen, retry) {
     ui.error.hidden = true;

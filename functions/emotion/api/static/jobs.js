@@ -11,25 +11,12 @@
     happiness: "#2e9e44", neutral: "#8a8a99", surprise: "#e0a800", sadness: "#2878dc",
     anger: "#e03030", disgust: "#6b8e23", fear: "#a44cc0", contempt: "#d0508a",
   };
-  const SVG = "http://www.w3.org/2000/svg";
   const POLL_MS = 1000;
   const FPS_CHOICES = [["1", "1 frame per second"], ["2", "2 frames per second"], ["5", "5 frames per second"],
     ["10", "10 frames per second"], ["all", "every frame"]];
   const api = () => window.emotionApi || { headers: () => ({}), describeError: async (r) => `${r.status} ${r.statusText}` };
 
-  function el(tag, attrs = {}, text = "") {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text) node.textContent = text;
-    return node;
-  }
-
-  function svg(tag, attrs = {}, text = "") {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-    if (text) node.textContent = text;
-    return node;
-  }
+  const { el, svg, upload } = window.emotionApi; // app.js, loaded first
 
   function build(root) {
     root.append(el("h2", {}, "Video: emotions per person over time"));
@@ -74,14 +61,6 @@
     return fetch(url, {
       method: "POST", headers: { "content-type": "application/json", ...api().headers() }, body: JSON.stringify(body),
     });
-  }
-
-  async function upload(job, file) {
-    const data = new FormData();
-    for (const [k, v] of Object.entries(job.upload.fields)) data.append(k, v);
-    data.append("file", file); // S3 requires the file to be the last field
-    const resp = await fetch(job.upload.url, { method: "POST", body: data });
-    if (!resp.ok) throw new Error(`the upload was refused (${resp.status})`);
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
