@@ -99,17 +99,10 @@
     return `The server could not analyse this file: ${response.status} ${response.statusText || ""}${detail}`.trim();
   }
 
-  // DOM builders and the presigned upload, shared with jobs.js and collection.js (loaded after this file).
+  // The DOM builder and the presigned upload, shared with jobs.js and collection.js (loaded after this file).
   function el(tag, attrs = {}, text = "") {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text) node.textContent = text;
-    return node;
-  }
-
-  function svg(tag, attrs = {}, text = "") {
-    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
     if (text) node.textContent = text;
     return node;
   }
@@ -124,7 +117,7 @@
     if (!resp.ok) throw new Error(`the upload was refused (${resp.status})`);
   }
 
-  window.emotionApi = { headers: apiHeaders, describeError, el, svg, upload };
+  window.emotionApi = { headers: apiHeaders, describeError, el, upload };
 
   function queryParams() {
     const params = new URLSearchParams();

@@ -13,7 +13,15 @@
   const api = () => window.emotionApi || { headers: () => ({}), describeError: async (r) => `${r.status} ${r.statusText}` };
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  const { el, svg, upload } = window.emotionApi; // app.js, loaded first
+  const { el, upload } = window.emotionApi; // app.js, loaded first
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs = {}, text = "") {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text) node.textContent = text;
+    return node;
+  }
 
   function build(root) {
     root.append(el("h2", { id: "collection-title" }, "Many photos: one table for a whole folder"));

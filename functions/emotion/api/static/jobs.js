@@ -16,7 +16,15 @@
     ["10", "10 frames per second"], ["all", "every frame"]];
   const api = () => window.emotionApi || { headers: () => ({}), describeError: async (r) => `${r.status} ${r.statusText}` };
 
-  const { el, svg, upload } = window.emotionApi; // app.js, loaded first
+  const { el, upload } = window.emotionApi; // app.js, loaded first
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs = {}, text = "") {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text) node.textContent = text;
+    return node;
+  }
 
   function build(root) {
     root.append(el("h2", {}, "Video: emotions per person over time"));
