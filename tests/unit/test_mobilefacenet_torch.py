@@ -407,3 +407,38 @@ def test_stage_six_trains_on_affect_faces_with_the_default_as_teacher(shared_dir
     images = load_faces(affect_faces / "sfew_train.npz")["images"][:4]
     want = sess.run(None, {"data": to_network(images)})[0]
     assert np.abs(np.load(cached[0])[:4] - want).max() < 1e-3
+
+
+def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_faces: Path, tmp_path: Path) -> None:
+    """WiSE-FT mix: start weight 0 is the fine-tuned net, 1 its starting graph; the picked mix is a checkpoint
+    the exporter loads, with the figures the sweep reports (7-class accuracy, false contempt)."""
+    from emotion.model.training.export8 import load_final
+    from emotion.model.training.faces import load_faces
+    from emotion.model.training.finetune import predict_logits
+    from emotion.model.training.interpolate import figures, sweep, write_mix
+
+    default = Path(__file__).resolve().parents[2] / "model" / "mobilefacenet8.onnx"
+    cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE), faces_dir=str(affect_faces),
+                         out_dir=str(tmp_path / "run"), batch_size=8, max_steps=3, eval_every=10, warmup_steps=1,
+                         lr_backbone=1e-2, lr_head=1e-2, ema_decay=0.0, affect_fraction=0.5, distill_weight=0.0,
+                         init_from=str(default))
+    train(cfg)
+    final = tmp_path / "run" / "final.pt"
+    rows, (net, _, fine, start, sets) = sweep(final, [0.0, 1.0])
+    assert [r["start_weight"] for r in rows] == [0.0, 1.0] and set(sets) == {"ferplus_holdout", "sfew_val",
+                                                                            "affect_val"}
+    images = load_faces(affect_faces / "sfew_val.npz")["images"]
+    ends = []
+    for state in (fine, start):
+        net.load_state_dict(state)
+        ends.append(predict_logits(net, images))
+    assert np.abs(ends[0] - ends[1]).max() > 0.1  # the run moved away from its start
+    assert np.allclose(predict_logits(net, images), ends[1])  # after the sweep's last mix (1.0): the start
+    half = write_mix(final, 0.5, tmp_path / "mix.pt")
+    mixed, _, ck = load_final(tmp_path / "mix.pt")
+    assert ck["start_weight"] == 0.5 and half["temperature"] == ck["temperature"] > 0
+    got = predict_logits(mixed, images)
+    assert not np.allclose(got, ends[0]) and not np.allclose(got, ends[1])
+    z = np.array([[0, 3, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 5], [0, 0, 0, 0, 0, 0, 0, 5]], np.float32)
+    rec = figures(z, np.array([1, 2, 7]))  # happiness right; surprise called contempt; contempt right
+    assert rec["basic7"] == 0.5 and rec["false_contempt"] == 0.5 and rec["accuracy"] == round(2 / 3, 4)

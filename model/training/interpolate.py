@@ -1,0 +1,114 @@
+"""Weight interpolation between a fine-tuned run and the graph it started from (WiSE-FT).
+
+A run that learns a new domain (``affect_train``) drifts away from what its start knew (FER+, film stills). Both
+sit in one basin, so the weights ``(1 - w) x fine-tuned + w x start`` trade one for the other smoothly; ``w`` is
+chosen on the validation sets only (the FER+ held-out slice of FER+ train, the SFEW validation films, the
+``affect_train`` validation split), never on FER+ PublicTest.
+
+``python -m emotion.model.training.interpolate FINAL.pt --weights 0 0.2 0.4`` prints each weight's validation
+figures; ``--pick W --out PATH`` writes that mix as a checkpoint (temperature fitted afresh, as ``finetune``
+does) that ``emotion export --checkpoint`` takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emotion.model.training import VOCABULARY
+from emotion.model.training.data import expand_path
+from emotion.model.training.export8 import load_final
+from emotion.model.training.faces import load_faces
+from emotion.model.training.finetune import (
+    EmotionNet8,
+    average_into,
+    fit_temperature,
+    load_int8_export,
+    predict_logits,
+    summarise,
+)
+
+VAL_SETS = ("ferplus_holdout", "sfew_val", "affect_val")
+CONTEMPT = VOCABULARY.index("contempt")
+
+
+def start_weights(net: EmotionNet8, init_from: str) -> dict[str, torch.Tensor]:
+    """The state of the graph or checkpoint a run started from, in ``net``'s layout."""
+    start = copy.deepcopy(net)
+    if init_from.endswith(".onnx"):
+        load_int8_export(start, expand_path(init_from))
+    else:
+        start.load_state_dict(torch.load(expand_path(init_from), map_location="cpu", weights_only=False)["state_dict"])
+    return start.state_dict()
+
+
+def figures(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """``summarise`` plus 7-class accuracy (the contempt column left out) and the share of non-contempt faces
+    called contempt."""
+    rec: dict[str, Any] = summarise(logits, labels)
+    basic = (labels >= 0) & (labels != CONTEMPT)
+    if basic.any():
+        z = np.delete(logits[basic], CONTEMPT, axis=1)
+        y = labels[basic] - (labels[basic] > CONTEMPT)
+        rec["basic7"] = round(float((z.argmax(1) == y).mean()), 4)
+        rec["false_contempt"] = round(float((logits[basic].argmax(1) == CONTEMPT).mean()), 4)
+    return rec
+
+
+def sweep(final: Path, weights: list[float], faces: Path | None = None) -> tuple[list[dict[str, Any]], Any]:
+    net, cfg, _ = load_final(final)
+    start = start_weights(net, cfg.init_from or "")
+    fine = {k: v.clone() for k, v in net.state_dict().items()}
+    faces = faces or Path(cfg.faces_dir)
+    sets = {name: load_faces(faces / f"{name}.npz") for name in VAL_SETS if (faces / f"{name}.npz").exists()}
+    rows = []
+    for w in weights:
+        net.load_state_dict(fine)
+        average_into(net, start, w)
+        rows.append({"start_weight": w, **{n: figures(predict_logits(net, ds["images"]), ds["labels"])
+                                           for n, ds in sets.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows, (net, cfg, fine, start, sets)
+
+
+def write_mix(final: Path, weight: float, out: Path, faces: Path | None = None) -> dict[str, Any]:
+    (_, state) = sweep(final, [weight], faces)
+    net, cfg, _, _, sets = state
+    logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items()}
+    temperature = fit_temperature(list(logits.values()), [ds["labels"] for ds in sets.values()])
+    net.temperature.fill_(temperature)
+    ck = torch.load(final, map_location="cpu", weights_only=False)
+    metrics = {"event": "final", "start_weight": weight, "temperature": temperature,
+               **{n: summarise(z, sets[n]["labels"], temperature) for n, z in logits.items()}}
+    torch.save({"state_dict": net.state_dict(), "config": cfg.model_dump(), "step": ck["step"],
+                "temperature": temperature, "metrics": metrics, "start_weight": weight}, out)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="interpolate", description="Mix a fine-tuned run with its start (WiSE-FT).")
+    ap.add_argument("final", help="the run's final.pt")
+    ap.add_argument("--weights", type=float, nargs="*", default=[0.0, 0.2, 0.3, 0.4, 0.5])
+    ap.add_argument("--faces-dir", help="cached faces (default: the run's)")
+    ap.add_argument("--pick", type=float, help="write this start weight's mix to --out")
+    ap.add_argument("--out", help="checkpoint path for --pick")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    faces = Path(a.faces_dir) if a.faces_dir else None
+    if a.pick is not None:
+        if not a.out:
+            ap.error("--pick needs --out")
+        print(json.dumps(write_mix(Path(a.final), a.pick, Path(a.out), faces), indent=2))
+    else:
+        sweep(Path(a.final), a.weights, faces)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
