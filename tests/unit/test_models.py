@@ -89,3 +89,20 @@ def test_the_default_classifier_is_the_manifests_and_the_others_stay_selectable(
     for name in manifest.names("classifier"):
         probs = get_engine(name).classifier.classify(two_people, faces)
         assert probs.shape == (2, len(manifest.get(name).labels)) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_no_shipped_classifier_calls_the_faces_of_ordinary_photos_contempt(model_dir, scenes):
+    """A shortcut guard: in training data where only the contempt faces keep their own photo's background, a network
+    can learn "a whole, seamless photo means contempt". The faces of the scene photos (35 faces of people talking,
+    smiling, posing) are nearly all not contempt; a candidate trained that way called 21 of them contempt."""
+    manifest = load_manifest()
+    paths = sorted(scenes.glob("*.jpg"))
+    images = [cv2.imread(str(p)) for p in paths]
+    for name in manifest.names("classifier"):
+        if "contempt" not in manifest.get(name).labels:
+            continue
+        engine = get_engine(name)
+        labels = list(engine.classifier.labels)
+        calls = [labels[int(i)] for image in images for i in
+                 engine.classifier.classify(image, engine.detector.detect(image)).argmax(1)]
+        assert len(calls) >= 30 and calls.count("contempt") <= 3, (name, calls.count("contempt"), len(calls))
