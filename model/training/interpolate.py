@@ -61,12 +61,22 @@ def figures(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return rec
 
 
-def sweep(final: Path, weights: list[float], faces: Path | None = None) -> tuple[list[dict[str, Any]], Any]:
-    net, cfg, _ = load_final(final)
+Weights = dict[str, torch.Tensor]
+
+
+def _run_and_start(final: Path, faces: Path | None) -> tuple[EmotionNet8, Any, dict[str, Any], Weights, Weights,
+                                                             dict[str, dict[str, np.ndarray]]]:
+    """The run's net, config and checkpoint, its fine-tuned and starting weights, and the validation sets."""
+    net, cfg, ck = load_final(final)
     start = start_weights(net, cfg.init_from or "")
     fine = {k: v.clone() for k, v in net.state_dict().items()}
     faces = faces or Path(cfg.faces_dir)
     sets = {name: load_faces(faces / f"{name}.npz") for name in VAL_SETS if (faces / f"{name}.npz").exists()}
+    return net, cfg, ck, fine, start, sets
+
+
+def sweep(final: Path, weights: list[float], faces: Path | None = None) -> tuple[list[dict[str, Any]], Any]:
+    net, cfg, _, fine, start, sets = _run_and_start(final, faces)
     rows = []
     for w in weights:
         net.load_state_dict(fine)
@@ -78,12 +88,11 @@ def sweep(final: Path, weights: list[float], faces: Path | None = None) -> tuple
 
 
 def write_mix(final: Path, weight: float, out: Path, faces: Path | None = None) -> dict[str, Any]:
-    (_, state) = sweep(final, [weight], faces)
-    net, cfg, _, _, sets = state
+    net, cfg, ck, _, start, sets = _run_and_start(final, faces)
+    average_into(net, start, weight)
     logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items()}
     temperature = fit_temperature(list(logits.values()), [ds["labels"] for ds in sets.values()])
     net.temperature.fill_(temperature)
-    ck = torch.load(final, map_location="cpu", weights_only=False)
     metrics = {"event": "final", "start_weight": weight, "temperature": temperature,
                **{n: summarise(z, sets[n]["labels"], temperature) for n, z in logits.items()}}
     torch.save({"state_dict": net.state_dict(), "config": cfg.model_dump(), "step": ck["step"],
