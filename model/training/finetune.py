@@ -45,7 +45,7 @@ from torch import nn  # noqa: E402
 
 from emotion.model.training import VOCABULARY  # noqa: E402
 from emotion.model.training.affect import build_faces as build_affect_faces  # noqa: E402
-from emotion.model.training.affect import remove_mask_cue  # noqa: E402
+from emotion.model.training.affect import mask_at_random, remove_mask_cue, soften  # noqa: E402
 from emotion.model.training.data import expand_path  # noqa: E402
 from emotion.model.training.faces import build_all, load_faces, to_network  # noqa: E402
 from emotion.model.training.mobilefacenet import UPSTREAM_LABELS, DequantisedMobileFaceNet  # noqa: E402
@@ -117,6 +117,14 @@ class FinetuneConfig(BaseModel):
     affect_label_smoothing: float = 0.0
     p_mask_contempt: float = 0.5
     p_fill_background: float = 0.5
+    # Stage 8: FER+ and film faces masked like a random effectnet face with this probability, so that a mask says
+    # nothing of a face's source and what is learnt on masked colour faces carries over to whole photos.
+    p_mask_others: float = 0.0
+    # ... the contempt crops blurred with a sigma drawn from this range (``affect.soften``), so sharpness is no cue.
+    contempt_blur: tuple[float, float] | None = None
+    # ... each class's draw weight in the balanced affect draw, times this (missing: 1). Contempt at 0.5: drawn half
+    # as often as each other class, still 5x its share of the data, so that a smile is not contempt by default.
+    affect_class_weights: dict[str, float] = {}
     default_teacher: str | None = None
     default_teacher_weight: float = 0.0
     # augmentation probabilities / ranges
@@ -440,10 +448,13 @@ def default_teacher_logits(path: Path, faces: Path, sets: dict[str, dict[str, np
     return out
 
 
-def class_balanced_cdf(labels: np.ndarray, balance: float) -> np.ndarray:
-    """Cumulative draw probabilities of rows weighted count(class) ** -balance (1: each class drawn alike)."""
+def class_balanced_cdf(labels: np.ndarray, balance: float, class_weights: dict[str, float] | None = None
+                       ) -> np.ndarray:
+    """Cumulative draw probabilities of rows weighted count(class) ** -balance (1: each class drawn alike), times
+    ``class_weights[class]`` where given."""
     counts = np.bincount(labels, minlength=len(VOCABULARY)).astype(np.float64)
-    weights = counts[labels] ** -balance
+    factor = np.array([(class_weights or {}).get(name, 1.0) for name in VOCABULARY])
+    weights = counts[labels] ** -balance * factor[labels]
     cdf = np.cumsum(weights)
     return cdf / cdf[-1]
 
@@ -483,9 +494,10 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         if any(not (faces / f"{n}.npz").exists() for n in AFFECT_SETS):
             build_affect_faces(expand_path(cfg.affect_dir), faces)
         affect = load_faces(faces / "affect_train.npz")
-        affect_cdf = class_balanced_cdf(affect["labels"], cfg.affect_balance)
+        affect_cdf = class_balanced_cdf(affect["labels"], cfg.affect_balance, cfg.affect_class_weights)
         # real backgrounds for the masked faces: the unmasked colour faces (contempt crops, film stills)
         donors = np.concatenate([affect["images"][affect["masked"] == 0], sfew["images"]])
+        mask_templates = np.flatnonzero(affect["masked"] == 1)
         val_names.append("affect_val")
     val_sets = {name: load_faces(faces / f"{name}.npz") for name in val_names}
     default = (default_teacher_logits(expand_path(cfg.default_teacher), faces,
@@ -551,8 +563,17 @@ def train(cfg: FinetuneConfig, deadline: str | None = None) -> dict[str, Any]:
         if affect is not None:
             i_a = np.minimum(np.searchsorted(affect_cdf, rng.random(n_affect), side="right"), len(affect_cdf) - 1)
             parts.append((affect, i_a))
-            batch_images.append(remove_mask_cue(affect["images"][i_a], affect["masked"][i_a] == 1, donors, rng,
-                                                cfg.p_mask_contempt, cfg.p_fill_background))
+            faces_a, masked_a = affect["images"][i_a], affect["masked"][i_a] == 1
+            if cfg.contempt_blur is not None:
+                faces_a = faces_a.copy()
+                faces_a[~masked_a] = soften(faces_a[~masked_a], rng, cfg.contempt_blur)
+            batch_images.append(remove_mask_cue(faces_a, masked_a, donors, rng, cfg.p_mask_contempt,
+                                                cfg.p_fill_background))
+        if affect is not None and cfg.p_mask_others > 0:
+            n_others = len(i_f) + len(i_s)
+            templates = affect["images"][mask_templates[rng.integers(0, len(mask_templates), n_others)]]
+            batch_images[:2] = np.split(mask_at_random(np.concatenate(batch_images[:2]), templates, rng,
+                                                       cfg.p_mask_others), [len(i_f)])
         imgs = np.concatenate(batch_images)
         targets = torch.from_numpy(np.concatenate([ds["targets"][i] for ds, i in parts]))
         row = torch.arange(len(imgs))

@@ -15,9 +15,11 @@ from emotion.model.training.affect import (
     apply_mask,
     face_mask,
     fill_background,
+    mask_at_random,
     mask_like,
     read_rows,
     remove_mask_cue,
+    soften,
     split_rows,
     write_split,
 )
@@ -98,6 +100,23 @@ def test_mask_shortcut_removal_on_a_generated_face() -> None:
     untouched = remove_mask_cue(batch, is_masked, np.stack([donor]), rng, p_mask=0.0, p_fill=0.0)
     assert np.array_equal(untouched, batch)
     assert np.array_equal(batch[2], photo)  # the input batch is not changed in place
+
+    # softening: sharpness falls, the picture stays (mean colour kept)
+    def sharpness(a: np.ndarray) -> float:
+        return float(np.mean([cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for x in a]))
+
+    soft = soften(np.stack([photo, donor]), rng, (0.4, 0.6))
+    assert soft.shape == (2, *photo.shape) and sharpness(soft) < 0.8 * sharpness(np.stack([photo, donor]))
+    assert abs(float(soft[0].mean()) - float(photo.mean())) < 2
+
+    # faces of the other sources (FER+, films) masked like a masked face at random, so a mask tells no source
+    others = np.stack([photo] * 200)
+    all_masked = mask_at_random(others, np.stack([masked]), rng, p=1.0)
+    assert all_masked[:, ~mask].max() == 0 and np.array_equal(all_masked[:, mask], others[:, mask])
+    assert np.array_equal(mask_at_random(others, np.stack([masked]), rng, p=0.0), others)
+    some = mask_at_random(others, np.stack([masked]), rng, p=0.3)
+    n_masked = sum(int(face[~mask].max() == 0) for face in some)
+    assert 30 <= n_masked <= 90, n_masked
 
     # crop space (the eval's masked contempt crops): a 224 px crop masked like a 200 px masked crop
     big = cv2.resize(photo, (224, 224))

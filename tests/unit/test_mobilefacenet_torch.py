@@ -343,6 +343,8 @@ def test_class_balanced_draws_treat_a_rare_class_like_a_common_one() -> None:
     assert 0.45 < (draws == 7).mean() < 0.55
     natural = class_balanced_cdf(labels, 0.0)
     assert natural[899] == pytest.approx(0.9)
+    halved = class_balanced_cdf(labels, 1.0, {"contempt": 0.5})  # label 7 is contempt: drawn half as often
+    assert halved[899] == pytest.approx(2 / 3)
 
 
 @pytest.fixture(scope="module")
