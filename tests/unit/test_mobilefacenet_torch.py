@@ -417,7 +417,7 @@ def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_face
     from emotion.model.training.export8 import load_final
     from emotion.model.training.faces import load_faces
     from emotion.model.training.finetune import predict_logits
-    from emotion.model.training.interpolate import figures, sweep, write_mix
+    from emotion.model.training.interpolate import contempt_recall, figures, shift_contempt, sweep, write_mix
 
     default = Path(__file__).resolve().parents[2] / "model" / "mobilefacenet8.onnx"
     cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE), faces_dir=str(affect_faces),
@@ -444,3 +444,15 @@ def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_face
     z = np.array([[0, 3, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 5], [0, 0, 0, 0, 0, 0, 0, 5]], np.float32)
     rec = figures(z, np.array([1, 2, 7]))  # happiness right; surprise called contempt; contempt right
     assert rec["basic7"] == 0.5 and rec["false_contempt"] == 0.5 and rec["accuracy"] == round(2 / 3, 4)
+
+    # the contempt prior: a shift takes exactly S nats from the contempt logit, in the sweep and in the written head
+    shifted = shift_contempt(z, 6.0)
+    assert contempt_recall(z, np.array([1, 2, 7])) == 1.0 and contempt_recall(shifted, np.array([1, 2, 7])) == 0.0
+    assert figures(shifted, np.array([1, 2, 7]))["false_contempt"] == 0.0
+    write_mix(final, 0.5, tmp_path / "mix_shift.pt", contempt_shift=1.5)
+    moved, _, ck = load_final(tmp_path / "mix_shift.pt")
+    assert ck["contempt_shift"] == 1.5
+    diff = predict_logits(moved, images) - got
+    assert np.allclose(diff[:, 7], -1.5, atol=1e-4) and np.abs(diff[:, :7]).max() < 1e-4
+    rows, _ = sweep(final, [0.5], shifts=(0.0, 1.5))
+    assert [r["contempt_shift"] for r in rows] == [0.0, 1.5] and "contempt_recall" in rows[0]["affect_val"]
