@@ -36,7 +36,7 @@ COPY layers/verify_models.py model[s] /tmp/models/
 RUN if ls /tmp/models/*.onnx >/dev/null 2>&1; then \
         emotion models fetch --from /tmp/models; \
     else \
-        emotion models fetch yunet mobilefacenet mobilefacenet8 mobilefacenet8_fp32 ferplus ferplus_int8 sface; \
+        emotion models fetch yunet mobilefacenet mobilefacenet8 mobilefacenet8_fp32 mobilefacenet8_wild mobilefacenet8_wild_fp32 ferplus ferplus_int8 sface; \
     fi \
  && python /tmp/models/verify_models.py "$EMOTION_MODEL_DIR" \
  && rm -rf /tmp/models

@@ -116,7 +116,7 @@ def _int8_graphs(model_dir: Path) -> list[tuple[str, Path]]:
 def test_every_shipped_or_derived_int8_graph_has_weights_within_64(model_dir: Path) -> None:
     """|w| * 255 * 2 <= 32,767: no U8S8 pair sum can saturate, whatever the CPU."""
     graphs = _int8_graphs(model_dir)
-    assert {"mobilefacenet8", "mobilefacenet", "ferplus_int8"} <= {name for name, _ in graphs}
+    assert {"mobilefacenet8", "mobilefacenet8_wild", "mobilefacenet", "ferplus_int8"} <= {name for name, _ in graphs}
     for name, path in graphs:
         assert saturation_risks(onnx.load(str(path))) == [], name
 
@@ -132,7 +132,7 @@ def aligned_faces(model_dir: Path, shared_dir: Path) -> dict[str, np.ndarray]:
     files = sorted((shared_dir / "data/fer2013_publictest/ferplus_png").glob("*.png"))[::50][:48]
     files += sorted((shared_dir / "data/sfew_train").glob("*/*.png"))[::40][:24]
     out = {}
-    for name in ("mobilefacenet8", "ferplus_int8"):
+    for name in ("mobilefacenet8", "mobilefacenet8_wild", "ferplus_int8"):
         engine = get_engine(name)
         batch = []
         for f in files:
@@ -146,7 +146,7 @@ def aligned_faces(model_dir: Path, shared_dir: Path) -> dict[str, np.ndarray]:
 
 # The upstream `mobilefacenet` is in QLinear-operator form: its integer ops run as such in both sessions, so only
 # the static check above speaks for it.
-@pytest.mark.parametrize("name", ["mobilefacenet8", "ferplus_int8"])
+@pytest.mark.parametrize("name", ["mobilefacenet8", "mobilefacenet8_wild", "ferplus_int8"])
 def test_the_engine_session_gives_the_exactly_simulated_logits(name: str, aligned_faces: dict[str, np.ndarray],
                                                                model_dir: Path) -> None:
     """The engine's own session (integer kernels of this CPU) against the same graph with each quantised op

@@ -91,6 +91,20 @@ def test_the_default_classifier_is_the_manifests_and_the_others_stay_selectable(
         assert probs.shape == (2, len(manifest.get(name).labels)) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
+def test_the_in_the_wild_classifier_is_selectable_with_its_fp32_form_and_its_terms(model_dir, two_people):
+    manifest = load_manifest()
+    wild = manifest.get("mobilefacenet8_wild")
+    assert "mobilefacenet8_wild" in manifest.names("classifier") and manifest.default_classifier != wild.name
+    assert list(wild.labels) == list(EMOTIONS) and wild.precision == "int8" and wild.output == "logits"
+    assert wild.preprocessing == manifest.get("mobilefacenet8").preprocessing  # same network and input
+    assert wild.fp32_form == "mobilefacenet8_wild_fp32"
+    assert manifest.get("mobilefacenet8_wild_fp32").form_of == wild.name
+    assert "AffectNet" in wild.licence and "research use only" in wild.licence
+    engine = get_engine("mobilefacenet8_wild")
+    probs = engine.classifier.classify(two_people, engine.detector.detect(two_people))
+    assert probs.shape == (2, 8) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
 def test_no_shipped_classifier_calls_the_faces_of_ordinary_photos_contempt(model_dir, scenes):
     """A shortcut guard: in training data where only the contempt faces keep their own photo's background, a network
     can learn "a whole, seamless photo means contempt". The faces of the scene photos (35 faces of people talking,
