@@ -314,9 +314,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         _write_json({"model_dir": str(dest), "fetched": [
             {"name": r.name, "path": str(r.path), "action": r.action, "source": r.source} for r in results]},
             args.json)
-    else:  # one line per model: what a person running `make run` wants to see
+    else:  # one line per model, its fp32 form beside it: what a person running `make run` wants to see
+        manifest = load_manifest()
+        fetched = {r.name for r in results}
+        files: dict[tuple[str, str], list[str]] = {}
         for r in results:
-            print(f"model {r.name}: {r.action}, sha256 verified ({r.path.name})")
+            form_of = manifest.get(r.name).form_of
+            shown = form_of if form_of is not None and form_of in fetched else r.name
+            files.setdefault((shown, r.action), []).append(r.path.name)
+        for (name, action), names in files.items():
+            print(f"model {name}: {action}, sha256 verified ({', '.join(names)})")
     return 0
 
 
