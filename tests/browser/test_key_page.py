@@ -80,6 +80,9 @@ def test_page_asks_for_the_key_keeps_it_for_the_tab_and_works(
     assert page.locator("#faces .face-card").count() == 2
     page.wait_for_selector("#classifier option[value='mobilefacenet']", state="attached")
     page.wait_for_selector("#video-classifier option[value='mobilefacenet']", state="attached")
+    for select in ("#classifier", "#video-classifier"):  # an fp32 form is chosen by precision, not offered
+        offered = page.eval_on_selector_all(f"{select} option", "els => els.map(e => e.value)")
+        assert "mobilefacenet8" in offered and not [v for v in offered if v.endswith("_fp32")], offered
     assert page.locator("#key-set").get_attribute("hidden") is None  # "An API key is set for this tab" in Options
     page.screenshot(path=str(artifacts_dir / "key_working.png"), full_page=False)
 

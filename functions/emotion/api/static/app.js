@@ -757,7 +757,8 @@
       for (const m of info.models) {
         if (m.role !== "classifier") continue;
         state.classifierNames[m.version] = m.name;
-        if (m.available) options.push(new Option(`${m.name} (${m.labels.length} emotions)`, m.name));
+        // an fp32 form (form_of) runs by EMOTION_CLASSIFIER_PRECISION, not as a classifier of its own
+        if (m.available && !m.form_of) options.push(new Option(`${m.name} (${m.labels.length} emotions)`, m.name));
       }
       els.classifier.replaceChildren(...options);
       els.classifier.value = current;

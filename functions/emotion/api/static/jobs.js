@@ -56,7 +56,7 @@
       const current = select.value;
       const options = [el("option", { value: "" }, "server default")];
       for (const m of (info && info.models) || []) {
-        if (m.role === "classifier" && m.available !== false) options.push(el("option", { value: m.name }, m.name));
+        if (m.role === "classifier" && m.available !== false && !m.form_of) options.push(el("option", { value: m.name }, m.name));
       }
       select.replaceChildren(...options);
       if (options.some((o) => o.value === current)) select.value = current;
