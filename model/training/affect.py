@@ -27,6 +27,7 @@ import csv
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,21 +167,30 @@ def mask_like(crop: np.ndarray, masked_crop: np.ndarray) -> np.ndarray:
     return apply_mask(crop, mask.astype(bool))
 
 
-def write_masked_contempt(data_dir: Path, out: Path, seed: int = 0) -> dict[str, Any]:
-    """The validation contempt crops, each masked like a random effectnet validation crop, as ``out/contempt``."""
-    rows = read_rows(data_dir / "val.csv")
-    contempt = [r for r in rows if r["source"] == UNMASKED_SOURCE]
+def masked_contempt_crops(data_dir: Path, split: str, seed: int = 0) -> Iterator[tuple[dict[str, str], np.ndarray]]:
+    """Each contempt crop of ``split`` (``train`` / ``val``) with its row, masked whole (before any detection) like a
+    random effectnet crop of the same split: how the effectnet crops themselves were masked."""
+    rows = read_rows(data_dir / f"{split}.csv")
     masked = [r for r in rows if r["source"] != UNMASKED_SOURCE]
     rng = np.random.default_rng(seed)
-    (out / "contempt").mkdir(parents=True, exist_ok=True)
-    for r in contempt:
+    for r in rows:
+        if r["source"] != UNMASKED_SOURCE:
+            continue
         crop = cv2.imread(str(data_dir / r["image"]), cv2.IMREAD_COLOR)
         template = cv2.imread(str(data_dir / masked[rng.integers(len(masked))]["image"]), cv2.IMREAD_COLOR)
         if crop is None or template is None:
             raise ValueError(f"cannot decode {r['image']} or its mask template")
-        cv2.imwrite(str(out / "contempt" / Path(r["image"]).name), mask_like(crop, template),
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return {"contempt_crops": len(contempt), "out": str(out)}
+        yield r, mask_like(crop, template)
+
+
+def write_masked_contempt(data_dir: Path, out: Path, seed: int = 0) -> dict[str, Any]:
+    """The validation contempt crops, each masked like a random effectnet validation crop, as ``out/contempt``."""
+    (out / "contempt").mkdir(parents=True, exist_ok=True)
+    n = 0
+    for r, image in masked_contempt_crops(data_dir, "val", seed):
+        cv2.imwrite(str(out / "contempt" / Path(r["image"]).name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        n += 1
+    return {"contempt_crops": n, "out": str(out)}
 
 
 # --- the face cache --------------------------------------------------------------------------------------------
@@ -222,6 +232,29 @@ def build_faces(data_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
     return infos
 
 
+def build_masked_contempt_faces(data_dir: Path, out_dir: Path, seed: int = 1) -> dict[str, Any]:
+    """``affect_train_masked_contempt.npz`` in ``out_dir``: the training contempt crops masked whole
+    (:func:`masked_contempt_crops`), then detected and aligned as serving would; ``index`` gives each face's row in
+    ``affect_train.npz`` (the same order as ``train.csv``)."""
+    from emotion.core.engine import load_detector
+    from emotion.model.training.faces import FIND_SCORE, align_crop
+    from emotion.settings import get_settings
+
+    settings = get_settings()
+    detector = load_detector(FIND_SCORE, settings.nms_threshold, ["CPUExecutionProvider"], 1)
+    row_of = {r["image"]: i for i, r in enumerate(read_rows(data_dir / "train.csv"))}
+    images, found, index = [], [], []
+    for r, crop in masked_contempt_crops(data_dir, "train", seed):
+        face, ok = align_crop(crop, detector)
+        images.append(face)
+        found.append(ok)
+        index.append(row_of[r["image"]])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(out_dir / "affect_train_masked_contempt.npz", images=np.stack(images), index=np.array(index, np.int64),
+             found=np.array(found, np.uint8))
+    return {"set": "affect_train_masked_contempt", "n": len(images), "found": int(sum(found))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="affect", description="affect_train: split, face cache, masked contempt.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -234,12 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("masked-contempt", help="the validation contempt crops, masked, as OUT/contempt/*.jpg")
     p.add_argument("data")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("masked-contempt-faces", help="cache the training contempt crops masked whole, aligned")
+    p.add_argument("data")
+    p.add_argument("--out", default="/tmp/emotion_faces")
     a = ap.parse_args(argv)
     data = Path(a.data)
     if a.cmd == "split":
         result: Any = write_split(data, a.fraction)
     elif a.cmd == "faces":
         result = build_faces(data, Path(a.out))
+    elif a.cmd == "masked-contempt-faces":
+        result = build_masked_contempt_faces(data, Path(a.out))
     else:
         result = write_masked_contempt(data, Path(a.out))
     print(json.dumps(result, indent=2))

@@ -16,6 +16,7 @@ earlier int8 graph, with no checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -33,11 +34,11 @@ from emotion.model.training import VOCABULARY
 from emotion.model.training.export import bench, file_info, quantize_int8, session, write_report
 from emotion.model.training.faces import load_faces, to_network
 from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, summarise
+from emotion.model.training.qat import CALIBRATION_SETS, calibration_faces
 
 PREPROCESSING = "align112_rgb_pm1"
 INPUT = "data"
 OUTPUT = "logits"
-CALIBRATION_SETS = ("ferplus_train", "sfew_train", "affect_train")  # affect_train where cached (stage 6 on)
 REPORT_SETS = ("sfew_val", "ferplus_holdout", "ferplus_publictest", "affect_val")
 INPUT_SPEC = {"name": INPUT, "shape": ["N", 3, 112, 112], "dtype": "float32", "layout": "NCHW", "color": "RGB",
               "range": [-1.0, 1.0]}
@@ -56,6 +57,8 @@ def load_final(path: str | Path) -> tuple[EmotionNet8, FinetuneConfig, dict[str,
     cfg = FinetuneConfig.model_validate(ck["config"])
     net = build_model(cfg)
     net.load_state_dict(ck["state_dict"])
+    if cfg.qat:  # evaluated as its int8 export will round it
+        net.quantisation_aware(calibration_faces(Path(cfg.faces_dir), cfg.qat_calibration_faces, cfg.seed))
     return net.eval(), cfg, ck
 
 
@@ -74,10 +77,17 @@ def metadata(name: str, version: str, ck: dict[str, Any], cfg: FinetuneConfig) -
     }
 
 
+def float_network(net: EmotionNet8) -> contextlib.AbstractContextManager[None]:
+    """``net`` without a quantisation-aware run's rounding: the graph exported is the float one, and onnxruntime's
+    quantiser adds the rounding."""
+    fake_quant = net.backbone.fake_quant
+    return fake_quant.off() if fake_quant else contextlib.nullcontext()
+
+
 def export(net: EmotionNet8, out: Path, md: dict[str, str]) -> int:
     """Write the ONNX file (symbolic batch ``N``); returns how many PRelu nodes were rewritten."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), float_network(net):
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.zeros(1, 3, 112, 112),), str(out), input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "N"}, OUTPUT: {0: "N"}}, opset_version=17,
@@ -101,16 +111,9 @@ def calibrated_on(faces: Path) -> str:
 
 
 def calibration_feeds(faces: Path, per_set: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Network-ready batches of ``per_set`` training faces of each set: FER+, SFEW and, where cached, ``affect_train``
-    (calibrating on grey FER+ faces alone cost 2.2 points on the colour film stills)."""
-    rng = np.random.default_rng(seed)
-    calib = []
-    for name in CALIBRATION_SETS:
-        if name == "affect_train" and not (faces / f"{name}.npz").exists():
-            continue
-        images = load_faces(faces / f"{name}.npz")["images"]
-        calib.append(images[np.sort(rng.choice(len(images), min(per_set, len(images)), replace=False))])
-    images = np.concatenate(calib)
+    """Network-ready batches of the calibration faces (``qat.calibration_faces``: those a quantisation-aware run
+    measured its ranges on)."""
+    images = calibration_faces(faces, per_set, seed)
     return [{INPUT: to_network(images[i : i + 32])} for i in range(0, len(images), 32)]
 
 
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = load_faces(path)
         got = ort_logits(sess, ds["images"])
         if name == "sfew_val":
-            with torch.no_grad():
+            with torch.no_grad(), float_network(net):
                 ref = net(torch.from_numpy(to_network(ds["images"]))).numpy()
             diff = float(np.abs(ref - got).max())
             report["agreement"] = {"n": len(ref), "max_abs_logit_diff": diff,

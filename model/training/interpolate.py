@@ -32,12 +32,14 @@ from emotion.model.training.export8 import load_final
 from emotion.model.training.faces import load_faces
 from emotion.model.training.finetune import (
     EmotionNet8,
+    FinetuneConfig,
     average_into,
     fit_temperature,
     load_int8_export,
     predict_logits,
     summarise,
 )
+from emotion.model.training.qat import calibration_faces
 
 VAL_SETS = ("ferplus_holdout", "sfew_val", "affect_val")
 CONTEMPT = VOCABULARY.index("contempt")
@@ -80,6 +82,12 @@ def _run_and_start(final: Path, faces: Path | None) -> tuple[EmotionNet8, Any, d
     return net, cfg, ck, fine, start, sets
 
 
+def measure_ranges(net: EmotionNet8, cfg: FinetuneConfig) -> None:
+    """A quantisation-aware run's activation ranges measured afresh for ``net``'s weights (as its export will)."""
+    if cfg.qat:
+        net.quantisation_aware(calibration_faces(Path(cfg.faces_dir), cfg.qat_calibration_faces, cfg.seed))
+
+
 def shift_contempt(logits: np.ndarray, shift: float) -> np.ndarray:
     """``logits`` [N,8] with ``shift`` nats taken from the contempt column."""
     out = logits.copy()
@@ -99,6 +107,7 @@ def sweep(final: Path, weights: list[float], faces: Path | None = None, shifts: 
     for w in weights:
         net.load_state_dict(fine)
         average_into(net, start, w)
+        measure_ranges(net, cfg)
         logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items()}
         for s in shifts:
             shifted = {n: shift_contempt(z, s) for n, z in logits.items()}
@@ -115,6 +124,7 @@ def write_mix(final: Path, weight: float, out: Path, faces: Path | None = None, 
     average_into(net, start, weight)
     with torch.no_grad():
         net.head.bias[CONTEMPT] -= contempt_shift
+    measure_ranges(net, cfg)
     logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items()}
     temperature = fit_temperature(list(logits.values()), [ds["labels"] for ds in sets.values()])
     net.temperature.fill_(temperature)

@@ -24,6 +24,10 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
+from emotion.model.training.qat import FakeQuant
+
+# The ops whose outputs the int8 export quantises (with FakeQuant: rounded as it does).
+QUANTISED_OUTPUTS = ("conv", "prelu", "add", "add_const", "matmul")
 UPSTREAM_LABELS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 FEATURE_TENSOR = "481"  # Flatten output: the 512-d embedding that feeds the classifier (fc)
 
@@ -107,7 +111,12 @@ class DequantisedMobileFaceNet(nn.Module):
                 raise ValueError(f"{onnx_path}: unsupported op {op}")
         self.input_name = graph.input[0].name
         self.output_name = graph.output[0].name
+        # Each tensor's producer past the Quantize/DequantizeLinear identities (a PReLU rounds to its conv's codes).
+        self._producer: dict[str, str] = {}
+        for kind, ins, out, _ in self._ops:
+            self._producer[out] = self._producer.get(ins[0], ins[0]) if kind == "identity" else out
         self._frozen_ops = 0  # the first N ops run without gradients (see freeze_until)
+        self.fake_quant: FakeQuant | None = None  # quantisation-aware training (``qat``): the export's rounding
 
     def freeze_until(self, tensor: str | None) -> None:
         """Freeze every op up to and including the one that writes ``tensor`` (``None``: train all).
@@ -157,9 +166,11 @@ class DequantisedMobileFaceNet(nn.Module):
     def _op(self, kind: str, ins: list[str], a: dict[str, Any], env: dict[str, torch.Tensor]) -> torch.Tensor:
         v = env[ins[0]]
         if kind == "conv":
-            return F.conv2d(v, self.params[a["w"]], self.params[a["b"]], a["stride"], a["pad"], 1, a["group"])
+            w = self.params[a["w"]] if self.fake_quant is None else self.fake_quant.weight(self.params[a["w"]])
+            return F.conv2d(v, w, self.params[a["b"]], a["stride"], a["pad"], 1, a["group"])
         if kind == "prelu":
-            return F.prelu(v, self.params[a["w"]].reshape(-1))
+            slope = self.params[a["w"]] if self.fake_quant is None else self.fake_quant.slope(self.params[a["w"]])
+            return F.prelu(v, slope.reshape(-1))
         if kind == "add":
             return v + env[ins[1]]
         if kind == "add_const":
@@ -177,6 +188,10 @@ class DequantisedMobileFaceNet(nn.Module):
             with torch.set_grad_enabled(grad and j >= self._frozen_ops):
                 exact = self._op_int8(kind, ins, out, env) if self.emulate_int8 else None
                 env[out] = exact if exact is not None else self._quant(out, self._op(kind, ins, a, env))
+                if self.fake_quant is not None and kind in QUANTISED_OUTPUTS:
+                    # a PReLU's output keeps its input's codes (the export computes it on them)
+                    env[out] = self.fake_quant.activation(self._producer[ins[0]] if kind == "prelu" else out,
+                                                         env[out])
             if out == stop_at:
                 return env[out]
         return env[self.output_name]

@@ -456,3 +456,130 @@ def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_face
     assert np.allclose(diff[:, 7], -1.5, atol=1e-4) and np.abs(diff[:, :7]).max() < 1e-4
     rows, _ = sweep(final, [0.5], shifts=(0.0, 1.5))
     assert [r["contempt_shift"] for r in rows] == [0.0, 1.5] and "contempt_recall" in rows[0]["affect_val"]
+
+
+def test_activation_rounding_is_onnxruntimes_quantize_dequantize() -> None:
+    """``qat.round_uint8`` against a real QuantizeLinear -> DequantizeLinear pair (round half to even, clipping),
+    with straight-through gradients."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from emotion.model.training.qat import round_uint8
+
+    lo, hi = -2.5, 7.25
+    scale = np.float32((hi - lo) / 255)
+    zero = round(-lo / float(scale))
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear",
+                                                                                        ["q", "s", "z"], ["y"])],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [float(scale)]), helper.make_tensor("z", TensorProto.UINT8,
+                                                                                             [], [zero])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    ties = (np.arange(-40, 300) + 0.5 - zero) * scale  # halfway between two codes, and beyond both ends
+    x = np.concatenate([rng.normal(2, 4, 5000), ties]).astype(np.float32)
+    want = sess.run(None, {"x": x})[0]
+    xt = torch.from_numpy(x).requires_grad_(True)
+    got = round_uint8(xt, lo, hi)
+    assert (got.detach().numpy() == want).mean() >= 0.999  # a float32 tie may land on either side of x / scale
+    assert np.abs(got.detach().numpy() - want).max() <= scale * 1.0001
+    got.sum().backward()
+    assert xt.grad is not None and torch.equal(xt.grad, torch.ones_like(xt))
+
+
+def test_quantisation_aware_net_rounds_as_its_int8_export(shared_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
+    """The ranges a quantisation-aware net measures are those the exporter's calibrator finds; its rounded weights
+    and PReLU slopes are the int8 graph's; and it is closer to the int8 graph than the float net is."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from emotion.model.training.export import quantize_int8
+    from emotion.model.training.export8 import calibration_feeds, export, prelus_on_codes
+    from emotion.model.training.faces import load_faces, to_network
+    from emotion.model.training.finetune import predict_logits
+    from emotion.model.training.qat import calibration_faces, round_slope, round_weight
+
+    net = build_model(FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE))).eval()
+    images = np.concatenate([load_faces(faces_dir / f"{s}.npz")["images"] for s in ("sfew_val", "ferplus_publictest")])
+    fp32_logits = predict_logits(net, images)
+    fq = net.quantisation_aware(calibration_faces(faces_dir, 4, 0))
+    fp32, int8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    export(net, fp32, {})
+    feeds = calibration_feeds(faces_dir, 4, 0)
+    quantize_int8(fp32, int8, feeds, {})
+    prelus_on_codes(int8, int8, feeds)
+    model = onnx.load(str(int8))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+    convs = [out for kind, _, out, _ in net.backbone._ops if kind == "conv"]
+    scales = [init["/Conv_output_0_scale" if j == 0 else f"/Conv_{j}_output_0_scale"] for j in range(len(convs))]
+    for name, scale in [*zip(convs, scales, strict=True), ("logits", init["/head/Gemm_output_0_scale"])]:
+        lo, hi = fq.ranges[name]
+        assert (max(hi, 0) - min(lo, 0)) / 255 == pytest.approx(float(scale), rel=1e-5), name
+
+    def dequantised(name: str) -> np.ndarray:
+        (node,) = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == name]
+        q, s, z = (init[i].astype(np.float64) for i in node.input[:3])
+        if s.ndim == 1 and q.ndim > 1:
+            s, z = s.reshape(-1, *[1] * (q.ndim - 1)), z.reshape(-1, *[1] * (q.ndim - 1))
+        return (q - z) * s
+
+    assert np.allclose(round_weight(net.head.weight).detach().numpy(), dequantised("head.weight_quantized"), atol=1e-6)
+    first_slope = net.backbone.params[net.backbone.prelu_slope_names()[0]]
+    slope_name = next(n.input[1] for n in onnx.load(str(fp32)).graph.node if n.op_type == "Mul")
+    assert np.allclose(round_slope(first_slope).detach().numpy().ravel(),
+                       dequantised(slope_name.removesuffix("_DequantizeLinear_Output") + "_quantized").ravel(),
+                       atol=1e-6)
+
+    sess = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    int8_logits = sess.run(None, {"data": to_network(images)})[0]
+    simulated = predict_logits(net, images)
+    assert np.abs(simulated - int8_logits).mean() < np.abs(fp32_logits - int8_logits).mean()
+    with fq.off():
+        assert np.allclose(predict_logits(net, images), fp32_logits, atol=1e-5)
+
+
+def test_stage_nine_masks_contempt_whole_and_trains_quantisation_aware(shared_dir: Path, affect_faces: Path,
+                                                                      tmp_path: Path) -> None:
+    """A contempt crop masked whole is black outside its template's face-shaped mask; the cache of them, aligned,
+    points at the contempt rows; a quantisation-aware run trains, and its checkpoint loads rounding and exports the
+    float graph."""
+    import cv2
+
+    from emotion.model.training.affect import face_mask, masked_contempt_crops, read_rows
+    from emotion.model.training.export8 import load_final
+    from emotion.model.training.export8 import main as export_main
+    from emotion.model.training.faces import load_faces
+
+    data = affect_faces.parent / "data"
+    crops = list(masked_contempt_crops(data, "train"))
+    assert crops and all(r["source"] == "contempt" for r, _ in crops)
+    for _, image in crops:
+        inside = face_mask(image)
+        assert 0.3 < inside.mean() < 0.95 and image[~inside].max() <= 12  # black (JPEG-free) outside the mask
+
+    cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE), faces_dir=str(affect_faces),
+                         affect_dir=str(data), out_dir=str(tmp_path / "s9"), batch_size=8, max_steps=2, eval_every=1,
+                         warmup_steps=1, affect_fraction=0.5, distill_weight=0.0, p_contempt_masked_whole=1.0,
+                         qat=True, qat_calibrate_every=1, qat_calibration_faces=4)
+    final = train(cfg)
+    assert final["step"] == 2 and final["temperature"] > 0
+    cache = np.load(affect_faces / "affect_train_masked_contempt.npz")
+    rows = read_rows(data / "train.csv")
+    assert len(cache["images"]) == len(crops) and [rows[i]["source"] for i in cache["index"]] == ["contempt"] * len(
+        crops)
+    assert cache["images"].shape[1:] == (112, 112, 3)
+    unmasked = load_faces(affect_faces / "affect_train.npz")["images"][cache["index"]]
+    assert (cv2.cvtColor(cache["images"][0], cv2.COLOR_RGB2GRAY) < 8).mean() > (
+        cv2.cvtColor(unmasked[0], cv2.COLOR_RGB2GRAY) < 8).mean()  # more of the aligned face is black
+
+    net, loaded, _ = load_final(tmp_path / "s9" / "final.pt")
+    assert loaded.qat and net.backbone.fake_quant is not None and net.backbone.fake_quant.enabled
+    out = tmp_path / "s9.onnx"
+    assert export_main(["--checkpoint", str(tmp_path / "s9" / "final.pt"), "--out", str(out),
+                        "--report", str(tmp_path / "r.json")]) == 0  # the float graph agrees with the float net
+    assert json.loads((tmp_path / "r.json").read_text())["agreement"]["max_abs_logit_diff"] < 1e-3
