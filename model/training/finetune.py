@@ -46,7 +46,7 @@ from torch import nn  # noqa: E402
 from emotion.model.training import VOCABULARY  # noqa: E402
 from emotion.model.training.affect import build_faces as build_affect_faces  # noqa: E402
 from emotion.model.training.affect import (  # noqa: E402
-    build_masked_contempt_faces,  # noqa: E402
+    build_masked_contempt_faces,
     mask_at_random,
     remove_mask_cue,
     soften,
