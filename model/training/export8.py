@@ -33,7 +33,7 @@ from emotion.model.optimize import choose_precise_prelus, prelu_on_codes, prelu_
 from emotion.model.training import VOCABULARY
 from emotion.model.training.export import bench, file_info, quantize_int8, session, write_report
 from emotion.model.training.faces import load_faces, to_network
-from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, summarise
+from emotion.model.training.finetune import EmotionNet8, FinetuneConfig, build_model, measure_ranges, summarise
 from emotion.model.training.qat import CALIBRATION_SETS, calibration_faces
 
 PREPROCESSING = "align112_rgb_pm1"
@@ -57,8 +57,7 @@ def load_final(path: str | Path) -> tuple[EmotionNet8, FinetuneConfig, dict[str,
     cfg = FinetuneConfig.model_validate(ck["config"])
     net = build_model(cfg)
     net.load_state_dict(ck["state_dict"])
-    if cfg.qat:  # evaluated as its int8 export will round it
-        net.quantisation_aware(calibration_faces(Path(cfg.faces_dir), cfg.qat_calibration_faces, cfg.seed))
+    measure_ranges(net, cfg)  # a quantisation-aware run is evaluated as its int8 export will round it
     return net.eval(), cfg, ck
 
 

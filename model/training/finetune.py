@@ -244,6 +244,12 @@ def load_int8_export(model: EmotionNet8, path: str | Path) -> None:
             tensor.copy_(torch.from_numpy(np.array(values[key], dtype=np.float32)).reshape(tensor.shape))
 
 
+def measure_ranges(net: EmotionNet8, cfg: FinetuneConfig) -> None:
+    """A quantisation-aware run's activation ranges measured afresh for ``net``'s weights (as its export will)."""
+    if cfg.qat:
+        net.quantisation_aware(calibration_faces(Path(cfg.faces_dir), cfg.qat_calibration_faces, cfg.seed))
+
+
 def build_model(cfg: FinetuneConfig) -> EmotionNet8:
     backbone = DequantisedMobileFaceNet(expand_path(cfg.source_onnx))
     backbone.freeze_until(cfg.freeze_until)

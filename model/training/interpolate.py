@@ -32,14 +32,13 @@ from emotion.model.training.export8 import load_final
 from emotion.model.training.faces import load_faces
 from emotion.model.training.finetune import (
     EmotionNet8,
-    FinetuneConfig,
     average_into,
     fit_temperature,
     load_int8_export,
+    measure_ranges,
     predict_logits,
     summarise,
 )
-from emotion.model.training.qat import calibration_faces
 
 VAL_SETS = ("ferplus_holdout", "sfew_val", "affect_val")
 CONTEMPT = VOCABULARY.index("contempt")
@@ -80,12 +79,6 @@ def _run_and_start(final: Path, faces: Path | None) -> tuple[EmotionNet8, Any, d
     faces = faces or Path(cfg.faces_dir)
     sets = {name: load_faces(faces / f"{name}.npz") for name in VAL_SETS if (faces / f"{name}.npz").exists()}
     return net, cfg, ck, fine, start, sets
-
-
-def measure_ranges(net: EmotionNet8, cfg: FinetuneConfig) -> None:
-    """A quantisation-aware run's activation ranges measured afresh for ``net``'s weights (as its export will)."""
-    if cfg.qat:
-        net.quantisation_aware(calibration_faces(Path(cfg.faces_dir), cfg.qat_calibration_faces, cfg.seed))
 
 
 def shift_contempt(logits: np.ndarray, shift: float) -> np.ndarray:
