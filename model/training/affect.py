@@ -42,6 +42,7 @@ VAL_FRACTION = 0.1
 SPLIT_SEED = "affect-v1"
 MASK_THRESHOLD = 12  # a pixel brighter than this in any channel is inside the mask (JPEG noise stays below it)
 UNMASKED_SOURCE = "contempt"
+MASK_TEMPLATE_TRIES = 10  # effectnet crops drawn as a mask template until YuNet finds the face in one
 
 
 @dataclass
@@ -167,20 +168,56 @@ def mask_like(crop: np.ndarray, masked_crop: np.ndarray) -> np.ndarray:
     return apply_mask(crop, mask.astype(bool))
 
 
+def fitted_mask_like(crop: np.ndarray, points: np.ndarray, masked_crop: np.ndarray,
+                     masked_points: np.ndarray) -> np.ndarray:
+    """An unmasked crop masked with the face-shaped mask of a masked crop, moved onto its face by the similarity
+    that takes the masked crop's 5 landmarks (``masked_points``) onto the crop's (``points``): the mask hugs the
+    face as the effectnet masks do, where :func:`mask_like` (scaled to the crop) leaves more cheek and forehead."""
+    from emotion.core.align import similarity_to_template
+
+    to_template = similarity_to_template(masked_points)
+    from_template = cv2.invertAffineTransform(similarity_to_template(points))
+    moved = np.hstack([from_template[:, :2] @ to_template[:, :2],
+                       (from_template[:, :2] @ to_template[:, 2] + from_template[:, 2])[:, None]])
+    h, w = crop.shape[:2]
+    mask = cv2.warpAffine(face_mask(masked_crop).astype(np.uint8), moved, (w, h), flags=cv2.INTER_NEAREST)
+    return apply_mask(crop, mask.astype(bool))
+
+
 def masked_contempt_crops(data_dir: Path, split: str, seed: int = 0) -> Iterator[tuple[dict[str, str], np.ndarray]]:
     """Each contempt crop of ``split`` (``train`` / ``val``) with its row, masked whole (before any detection) like a
-    random effectnet crop of the same split: how the effectnet crops themselves were masked."""
+    random effectnet crop of the same split, that crop's mask fitted to the face by the landmarks of both
+    (:func:`fitted_mask_like`): how the effectnet crops themselves were masked. Where YuNet finds no face in the
+    contempt crop, the mask is scaled to the crop (:func:`mask_like`); a template without a found face is redrawn."""
+    from emotion.core.engine import load_detector
+    from emotion.model.training.faces import FIND_SCORE, crop_landmarks
+    from emotion.settings import get_settings
+
+    detector = load_detector(FIND_SCORE, get_settings().nms_threshold, ["CPUExecutionProvider"], 1)
     rows = read_rows(data_dir / f"{split}.csv")
     masked = [r for r in rows if r["source"] != UNMASKED_SOURCE]
     rng = np.random.default_rng(seed)
+
+    def read(row: dict[str, str]) -> np.ndarray:
+        image = cv2.imread(str(data_dir / row["image"]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode {row['image']}")
+        return image
+
     for r in rows:
         if r["source"] != UNMASKED_SOURCE:
             continue
-        crop = cv2.imread(str(data_dir / r["image"]), cv2.IMREAD_COLOR)
-        template = cv2.imread(str(data_dir / masked[rng.integers(len(masked))]["image"]), cv2.IMREAD_COLOR)
-        if crop is None or template is None:
-            raise ValueError(f"cannot decode {r['image']} or its mask template")
-        yield r, mask_like(crop, template)
+        crop = read(r)
+        points = crop_landmarks(crop, detector)
+        for _ in range(MASK_TEMPLATE_TRIES):
+            template = read(masked[rng.integers(len(masked))])
+            template_points = crop_landmarks(template, detector) if points is not None else None
+            if template_points is not None or points is None:
+                break
+        if points is None or template_points is None:
+            yield r, mask_like(crop, template)
+        else:
+            yield r, fitted_mask_like(crop, points, template, template_points)
 
 
 def write_masked_contempt(data_dir: Path, out: Path, seed: int = 0) -> dict[str, Any]:

@@ -12,7 +12,10 @@ does) that ``emotion export --checkpoint`` takes.
 **Contempt prior.** Class-balanced draws make contempt as likely as any class in the colour faces a run sees (in the
 data it is 10 %, in AffectNet's 1 %), and a net that learnt that prior calls ordinary smiling photos contempt.
 ``--contempt-shifts 0 1 2`` also prints each weight's figures with ``S`` nats taken from the contempt logit;
-``--pick W --contempt-shift S`` bakes the shift into the head's bias before the temperature is fitted.
+``--pick W --contempt-shift S`` bakes the shift into the head's bias before the temperature is fitted. The validation
+sets hold no unmasked colour portrait that is not contempt, so each row also counts the contempt calls on the faces of
+the WIDER dev photos (``wider_faces``, unlabelled, never trained on); ``--reference GRAPH.onnx`` prints the same
+figures for a shipped graph (the default), which the shift rule compares with.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from emotion.model.training.finetune import (
 )
 
 VAL_SETS = ("ferplus_holdout", "sfew_val", "affect_val")
+CHECK_SETS = ("wider_faces",)  # unlabelled unmasked colour faces (``faces.build_wider``): contempt calls only
 CONTEMPT = VOCABULARY.index("contempt")
 
 
@@ -77,7 +81,8 @@ def _run_and_start(final: Path, faces: Path | None) -> tuple[EmotionNet8, Any, d
     start = start_weights(net, cfg.init_from or "")
     fine = {k: v.clone() for k, v in net.state_dict().items()}
     faces = faces or Path(cfg.faces_dir)
-    sets = {name: load_faces(faces / f"{name}.npz") for name in VAL_SETS if (faces / f"{name}.npz").exists()}
+    sets = {name: load_faces(faces / f"{name}.npz") for name in (*VAL_SETS, *CHECK_SETS)
+            if (faces / f"{name}.npz").exists()}
     return net, cfg, ck, fine, start, sets
 
 
@@ -93,6 +98,31 @@ def contempt_recall(logits: np.ndarray, labels: np.ndarray) -> float | None:
     return round(float((logits[is_contempt].argmax(1) == CONTEMPT).mean()), 4) if is_contempt.any() else None
 
 
+def set_figures(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """A labelled set's figures and contempt recall; an unlabelled one's count of faces called contempt."""
+    if not (labels >= 0).any():
+        return {"n": len(labels), "called_contempt": int((logits.argmax(1) == CONTEMPT).sum())}
+    return {**figures(logits, labels), "contempt_recall": contempt_recall(logits, labels)}
+
+
+def reference(onnx_path: Path, faces: Path) -> dict[str, Any]:
+    """The same figures for a shipped graph (the default), through onnxruntime: what the shift rule compares with."""
+    import onnxruntime as ort
+
+    from emotion.model.training.faces import to_network
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out: dict[str, Any] = {"reference": str(onnx_path)}
+    for set_name in (*VAL_SETS, *CHECK_SETS):
+        if (faces / f"{set_name}.npz").exists():
+            ds = load_faces(faces / f"{set_name}.npz")
+            z = np.concatenate([session.run(None, {name: to_network(ds["images"][i : i + 1])})[0]
+                                for i in range(len(ds["images"]))])
+            out[set_name] = set_figures(z, ds["labels"])
+    return out
+
+
 def sweep(final: Path, weights: list[float], faces: Path | None = None, shifts: tuple[float, ...] = (0.0,)
           ) -> tuple[list[dict[str, Any]], Any]:
     net, cfg, _, fine, start, sets = _run_and_start(final, faces)
@@ -104,9 +134,8 @@ def sweep(final: Path, weights: list[float], faces: Path | None = None, shifts: 
         logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items()}
         for s in shifts:
             shifted = {n: shift_contempt(z, s) for n, z in logits.items()}
-            rows.append({"start_weight": w, "contempt_shift": s, **{
-                n: {**figures(z, sets[n]["labels"]), "contempt_recall": contempt_recall(z, sets[n]["labels"])}
-                for n, z in shifted.items()}})
+            rows.append({"start_weight": w, "contempt_shift": s,
+                         **{n: set_figures(z, sets[n]["labels"]) for n, z in shifted.items()}})
             print(json.dumps(rows[-1]), flush=True)
     return rows, (net, cfg, fine, start, sets)
 
@@ -118,8 +147,8 @@ def write_mix(final: Path, weight: float, out: Path, faces: Path | None = None, 
     with torch.no_grad():
         net.head.bias[CONTEMPT] -= contempt_shift
     measure_ranges(net, cfg)
-    logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items()}
-    temperature = fit_temperature(list(logits.values()), [ds["labels"] for ds in sets.values()])
+    logits = {n: predict_logits(net, ds["images"]) for n, ds in sets.items() if n in VAL_SETS}
+    temperature = fit_temperature(list(logits.values()), [sets[n]["labels"] for n in logits])
     net.temperature.fill_(temperature)
     metrics = {"event": "final", "start_weight": weight, "contempt_shift": contempt_shift, "temperature": temperature,
                **{n: summarise(z, sets[n]["labels"], temperature) for n, z in logits.items()}}
@@ -139,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pick", type=float, help="write this start weight's mix to --out")
     ap.add_argument("--contempt-shift", type=float, default=0.0, help="with --pick: nats taken from the contempt bias")
     ap.add_argument("--out", help="checkpoint path for --pick")
+    ap.add_argument("--reference", help="also print these figures for a shipped graph (ONNX), e.g. the default")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
     faces = Path(a.faces_dir) if a.faces_dir else None
+    if a.reference:
+        print(json.dumps(reference(Path(a.reference), faces or Path(load_final(Path(a.final))[1].faces_dir))))
     if a.pick is not None:
         if not a.out:
             ap.error("--pick needs --out")

@@ -11,10 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from emotion.core.align import ARCFACE_112
 from emotion.model.training.affect import (
     apply_mask,
     face_mask,
     fill_background,
+    fitted_mask_like,
     mask_at_random,
     mask_like,
     read_rows,
@@ -125,3 +127,14 @@ def test_mask_shortcut_removal_on_a_generated_face() -> None:
     scaled = cv2.resize(ellipse.astype(np.uint8), (224, 224), interpolation=cv2.INTER_NEAREST).astype(bool)
     black = crop.max(axis=2) == 0  # the ellipse, up to resampling at its edge (two resizes)
     assert (black == ~scaled).mean() > 0.97 and crop[scaled].mean() > 100
+
+    # the mask fitted to the face: moved by the similarity between the two faces' landmarks, not scaled to the crop
+    template_points = ARCFACE_112 * (200 / 112)
+    points = template_points * 0.7 + (40.0, 25.0)  # a smaller face, lower right in its crop
+    fitted = fitted_mask_like(big, points, template, template_points)
+    moved = cv2.warpAffine(cv2.resize(ellipse.astype(np.uint8), (200, 200), interpolation=cv2.INTER_NEAREST),
+                           np.array([[0.7, 0, 40.0], [0, 0.7, 25.0]]), (224, 224),
+                           flags=cv2.INTER_NEAREST).astype(bool)
+    black = fitted.max(axis=2) == 0
+    assert (black == ~moved).mean() > 0.97 and np.array_equal(fitted[moved & ~black], big[moved & ~black])
+    assert (black == ~scaled).mean() < 0.85  # mask_like would have left a different region

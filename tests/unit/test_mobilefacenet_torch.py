@@ -413,11 +413,22 @@ def test_stage_six_trains_on_affect_faces_with_the_default_as_teacher(shared_dir
 
 def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_faces: Path, tmp_path: Path) -> None:
     """WiSE-FT mix: start weight 0 is the fine-tuned net, 1 its starting graph; the picked mix is a checkpoint
-    the exporter loads, with the figures the sweep reports (7-class accuracy, false contempt)."""
+    the exporter loads, with the figures the sweep reports (7-class accuracy, false contempt, contempt calls on the
+    unlabelled WIDER photo faces), and the same figures for a shipped graph."""
+    import onnxruntime as ort
+
     from emotion.model.training.export8 import load_final
-    from emotion.model.training.faces import load_faces
+    from emotion.model.training.faces import load_faces, to_network
     from emotion.model.training.finetune import predict_logits
-    from emotion.model.training.interpolate import contempt_recall, figures, shift_contempt, sweep, write_mix
+    from emotion.model.training.interpolate import (
+        contempt_recall,
+        figures,
+        reference,
+        set_figures,
+        shift_contempt,
+        sweep,
+        write_mix,
+    )
 
     default = Path(__file__).resolve().parents[2] / "model" / "mobilefacenet8.onnx"
     cfg = FinetuneConfig(source_onnx=str(shared_dir / "models" / SOURCE), faces_dir=str(affect_faces),
@@ -428,7 +439,9 @@ def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_face
     final = tmp_path / "run" / "final.pt"
     rows, (net, _, fine, start, sets) = sweep(final, [0.0, 1.0])
     assert [r["start_weight"] for r in rows] == [0.0, 1.0] and set(sets) == {"ferplus_holdout", "sfew_val",
-                                                                            "affect_val"}
+                                                                            "affect_val", "wider_faces"}
+    n_wider = len(sets["wider_faces"]["images"])  # unlabelled photo faces: only a count of contempt calls
+    assert n_wider > 0 and rows[0]["wider_faces"]["n"] == n_wider
     images = load_faces(affect_faces / "sfew_val.npz")["images"]
     ends = []
     for state in (fine, start):
@@ -456,6 +469,16 @@ def test_interpolation_spans_the_run_and_its_start(shared_dir: Path, affect_face
     assert np.allclose(diff[:, 7], -1.5, atol=1e-4) and np.abs(diff[:, :7]).max() < 1e-4
     rows, _ = sweep(final, [0.5], shifts=(0.0, 1.5))
     assert [r["contempt_shift"] for r in rows] == [0.0, 1.5] and "contempt_recall" in rows[0]["affect_val"]
+    assert rows[1]["wider_faces"]["called_contempt"] <= rows[0]["wider_faces"]["called_contempt"]
+
+    # the shift rule's reference: the same figures for a shipped graph, through onnxruntime
+    ref = reference(default, affect_faces)
+    sess = ort.InferenceSession(str(default), providers=["CPUExecutionProvider"])
+    for name in ("sfew_val", "wider_faces"):
+        ds = load_faces(affect_faces / f"{name}.npz")
+        z = np.concatenate([sess.run(None, {"data": to_network(x[None])})[0] for x in ds["images"]])
+        assert ref[name] == set_figures(z, ds["labels"])
+    assert set(ref["sfew_val"]) >= {"accuracy", "false_contempt", "contempt_recall"}
 
 
 def test_activation_rounding_is_onnxruntimes_quantize_dequantize() -> None:
