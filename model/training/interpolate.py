@@ -107,19 +107,15 @@ def set_figures(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 def reference(onnx_path: Path, faces: Path) -> dict[str, Any]:
     """The same figures for a shipped graph (the default), through onnxruntime: what the shift rule compares with."""
-    import onnxruntime as ort
+    from emotion.model.training.export import session
+    from emotion.model.training.export8 import ort_logits
 
-    from emotion.model.training.faces import to_network
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    sess = session(onnx_path)
     out: dict[str, Any] = {"reference": str(onnx_path)}
     for set_name in (*VAL_SETS, *CHECK_SETS):
         if (faces / f"{set_name}.npz").exists():
             ds = load_faces(faces / f"{set_name}.npz")
-            z = np.concatenate([session.run(None, {name: to_network(ds["images"][i : i + 1])})[0]
-                                for i in range(len(ds["images"]))])
-            out[set_name] = set_figures(z, ds["labels"])
+            out[set_name] = set_figures(ort_logits(sess, ds["images"]), ds["labels"])
     return out
 
 
